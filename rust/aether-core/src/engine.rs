@@ -1,0 +1,575 @@
+//! The per-device prefetch engine: the API the kernel module calls per bio.
+//!
+//! ```text
+//! let mut e = Engine::new(Params::default());
+//! let d = e.on_read(lba_sector, sectors, now_ns);   // every demand read
+//! for i in 0..d.count { if let Some((start, len)) = d.extent(i) { /* issue readahead */ } }
+//! e.on_write(lba_sector, sectors, now_ns);          // writes / discards
+//! e.on_feedback(d.stream, Outcome::Timely);         // per prefetched extent
+//! e.record_latency(ns);                             // foreground read latency
+//! ```
+//!
+//! Cost per read: one stream lookup (one comparison on the fast path,
+//! otherwise a scan of [`STREAM_SLOTS`] slots), an O(`HIST`) feature update,
+//! three table lookups and one sigmoid lookup.  No allocation, no floats,
+//! no panics.
+
+use super::depth::{P99Guard, DEPTH_MIN};
+use super::gate::{Gate, GateEval};
+use super::param::{ParamError, Params};
+use super::stream::{Lookup, Stream, StreamTable, STREAM_SLOTS};
+
+/// Upper bound on one stream's prefetch window, in sectors (2 MiB).
+pub const MAX_WINDOW_SECTORS: u32 = 4096;
+
+/// Identifies a stream for feedback: slot in the low 8 bits, generation in
+/// the upper 24 bits (so feedback for a recycled slot is recognised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct StreamId(pub u32);
+
+impl StreamId {
+    /// Slot index.
+    pub fn slot(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+    /// Generation.
+    pub fn generation(self) -> u32 {
+        self.0 >> 8
+    }
+}
+
+/// What happened to prefetched data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Used by a demand read after it had arrived.
+    Timely,
+    /// Used by a demand read while still in flight.
+    Late,
+    /// Evicted or invalidated without being used.
+    Wasted,
+}
+
+/// The engine's answer for one demand read.
+///
+/// When `prefetch` is true, issue `count` extents of `sectors` sectors; the
+/// `i`-th starts at `start + i * stride` (see [`Decision::extent`]).  For a
+/// sequential stream `stride == sectors`, so the extents form one
+/// contiguous range of `count * sectors` sectors starting at `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Whether to issue a prefetch.
+    pub prefetch: bool,
+    /// Stream the read was assigned to (pass back in [`Engine::on_feedback`]).
+    pub stream: StreamId,
+    /// First sector of the first extent.
+    pub start: u64,
+    /// Length of each extent, sectors.
+    pub sectors: u32,
+    /// Distance between extent starts, sectors (negative for reverse streams).
+    pub stride: i64,
+    /// Number of extents.
+    pub count: u32,
+    /// Gate probability `P` (Q16, `65536 == 1.0`).
+    pub probability: u32,
+}
+
+impl Decision {
+    /// Start and length of extent `i`, or `None` if `i >= count` or it is not
+    /// representable.
+    pub fn extent(&self, i: u32) -> Option<(u64, u32)> {
+        if !self.prefetch || i >= self.count {
+            return None;
+        }
+        let off = self.stride.checked_mul(i as i64)?;
+        let s = if off >= 0 {
+            self.start.checked_add(off as u64)?
+        } else {
+            self.start.checked_sub(off.unsigned_abs())?
+        };
+        Some((s, self.sectors))
+    }
+
+    /// True when the extents are adjacent and ascending (one range).
+    pub fn is_contiguous(&self) -> bool {
+        self.stride == self.sectors as i64
+    }
+
+    /// Total sectors requested.
+    pub fn total_sectors(&self) -> u64 {
+        if self.prefetch {
+            (self.count as u64).saturating_mul(self.sectors as u64)
+        } else {
+            0
+        }
+    }
+}
+
+/// Counters and learned state, for debugfs / the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Demand reads seen.
+    pub reads: u64,
+    /// Writes / discards seen.
+    pub writes: u64,
+    /// Streams started.
+    pub new_streams: u64,
+    /// Reads for which the gate fired.
+    pub gate_fired: u64,
+    /// Prefetch decisions issued.
+    pub prefetches: u64,
+    /// Extents issued.
+    pub extents: u64,
+    /// Sectors issued.
+    pub sectors: u64,
+    /// Feedback: timely.
+    pub timely: u64,
+    /// Feedback: late.
+    pub late: u64,
+    /// Feedback: wasted.
+    pub wasted: u64,
+    /// Current (learned) phi, Q16 radians.
+    pub phi: i32,
+    /// Current effective threshold, Q16.
+    pub epsilon_eff: u32,
+    /// Measured waste fraction, Q16.
+    pub waste_fraction: u32,
+    /// Global depth cap from the P99 guard.
+    pub depth_cap: u32,
+    /// Last window p99, ns.
+    pub p99_ns: u64,
+    /// P99 baseline, ns.
+    pub p99_baseline_ns: u64,
+}
+
+/// Per-device prefetch engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    gate: Gate,
+    table: StreamTable,
+    guard: P99Guard,
+    capacity: u64,
+    stats: Stats,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(Params::DEFAULT)
+    }
+}
+
+impl Engine {
+    /// A fresh engine (no streams, device capacity unknown).
+    pub fn new(params: Params) -> Self {
+        Engine {
+            gate: Gate::new(params),
+            table: StreamTable::new(),
+            guard: P99Guard::new(),
+            capacity: u64::MAX,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Forget all streams, statistics and learned state; keep the
+    /// user-set parameters (with the learned `phi` replaced by `params.phi`).
+    pub fn reset(&mut self, params: Params) {
+        let cap = self.capacity;
+        *self = Engine::new(params);
+        self.capacity = cap;
+    }
+
+    /// Set the device size in sectors; no prefetch extends past it.
+    pub fn set_capacity(&mut self, sectors: u64) {
+        self.capacity = sectors;
+    }
+
+    /// Current parameters (`phi` is the learned value).
+    pub fn params(&self) -> Params {
+        self.gate.params()
+    }
+
+    /// Set one parameter from a decimal string.  On error nothing changes.
+    pub fn set_param(&mut self, name: &str, value: &str) -> Result<(), ParamError> {
+        let mut p = self.gate.params();
+        p.set(name, value)?;
+        self.gate.set_params(p);
+        Ok(())
+    }
+
+    /// Format one parameter as a decimal.
+    pub fn get_param<W: core::fmt::Write>(&self, name: &str, w: &mut W) -> Result<(), ParamError> {
+        self.gate.params().get(name, w)
+    }
+
+    /// Replace all parameters.
+    pub fn set_params(&mut self, params: Params) {
+        self.gate.set_params(params);
+    }
+
+    /// Read-only view of a stream slot.
+    pub fn stream(&self, id: StreamId) -> Option<&Stream> {
+        self.table.get(id.slot()).filter(|s| s.valid && s.gen == id.generation())
+    }
+
+    /// Counters and learned state.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        let p = self.gate.params();
+        s.phi = p.phi;
+        s.epsilon_eff = self.gate.epsilon_eff();
+        s.waste_fraction = self.gate.waste_fraction();
+        s.depth_cap = self.guard.cap();
+        s.p99_ns = self.guard.last_p99_ns();
+        s.p99_baseline_ns = self.guard.baseline_ns();
+        s
+    }
+
+    /// A demand read of `sectors` sectors at `lba` (512-byte sectors).
+    /// Returns what, if anything, to prefetch.
+    #[inline]
+    pub fn on_read(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Decision {
+        self.stats.reads = self.stats.reads.wrapping_add(1);
+        let slot = match self.table.lookup(lba, sectors, now_ns) {
+            Lookup::New(i) => {
+                self.stats.new_streams = self.stats.new_streams.wrapping_add(1);
+                let id = self.table.get(i).map(|s| s.id(i)).unwrap_or(0);
+                return Decision { stream: StreamId(id), ..Decision::default() };
+            }
+            Lookup::Hit(i) => i,
+        };
+        let stamp = self.table.tick();
+        let cap = self.guard.cap();
+        let capacity = self.capacity;
+        let Some(s) = self.table.get_mut(slot) else {
+            return Decision::default();
+        };
+        let on_trend = s.update(lba, sectors, stamp, now_ns);
+        s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
+        let mut d = Decision { stream: StreamId(s.id(slot)), ..Decision::default() };
+        if s.stride == 0 {
+            return d;
+        }
+        let e = self.gate.eval([s.chebyshev_q16(), s.share_q16(), s.run_q16()]);
+        d.probability = e.p;
+        if !e.fire {
+            return d;
+        }
+        self.stats.gate_fired = self.stats.gate_fired.wrapping_add(1);
+        let size = s.size;
+        let by_bytes = MAX_WINDOW_SECTORS.checked_div(size).unwrap_or(1).max(DEPTH_MIN);
+        let target = s.aimd.depth().min(cap).min(by_bytes);
+        // Async trigger: top the window up only once half of it is consumed.
+        if s.ahead.saturating_mul(2) > target {
+            return d;
+        }
+        let want = target.saturating_sub(s.ahead);
+        let first = (s.ahead as i64).saturating_add(1).saturating_mul(s.stride);
+        let Some((start, count)) = fit_extents(lba, first, s.stride, size, want, capacity) else {
+            return d;
+        };
+        s.ahead = s.ahead.saturating_add(count);
+        s.last_eval = e;
+        d.prefetch = true;
+        d.start = start;
+        d.sectors = size;
+        d.stride = s.stride;
+        d.count = count;
+        self.stats.prefetches = self.stats.prefetches.wrapping_add(1);
+        self.stats.extents = self.stats.extents.wrapping_add(count as u64);
+        self.stats.sectors = self.stats.sectors.wrapping_add((count as u64).saturating_mul(size as u64));
+        d
+    }
+
+    /// A write or discard of `sectors` at `lba`: streams whose prefetched
+    /// window overlaps it forget that window (it will be re-issued).
+    pub fn on_write(&mut self, lba: u64, sectors: u32, _now_ns: u64) {
+        self.stats.writes = self.stats.writes.wrapping_add(1);
+        let w_lo = lba;
+        let w_hi = lba.saturating_add((sectors as u64).max(1));
+        for s in self.table.iter_mut() {
+            if !s.valid || s.ahead == 0 || s.stride == 0 {
+                continue;
+            }
+            let span = (s.ahead as i64).saturating_mul(s.stride);
+            let (lo, hi) = if s.stride > 0 {
+                (
+                    s.last.saturating_add(s.stride as u64),
+                    s.last.saturating_add(span as u64).saturating_add(s.size as u64),
+                )
+            } else {
+                (
+                    s.last.saturating_sub(span.unsigned_abs()),
+                    s.last.saturating_sub(s.stride.unsigned_abs()).saturating_add(s.size as u64),
+                )
+            };
+            if w_lo < hi && lo < w_hi {
+                s.ahead = 0;
+            }
+        }
+    }
+
+    /// Report what happened to one prefetched extent of stream `stream`.
+    pub fn on_feedback(&mut self, stream: StreamId, outcome: Outcome) {
+        let used = match outcome {
+            Outcome::Timely => {
+                self.stats.timely = self.stats.timely.wrapping_add(1);
+                true
+            }
+            Outcome::Late => {
+                self.stats.late = self.stats.late.wrapping_add(1);
+                true
+            }
+            Outcome::Wasted => {
+                self.stats.wasted = self.stats.wasted.wrapping_add(1);
+                false
+            }
+        };
+        let live = self
+            .table
+            .get_mut(stream.slot())
+            .filter(|s| s.valid && s.gen == stream.generation());
+        match live {
+            Some(s) => {
+                match outcome {
+                    Outcome::Timely => s.aimd.on_timely(),
+                    Outcome::Late => s.aimd.on_late(),
+                    Outcome::Wasted => s.aimd.on_wasted(),
+                }
+                let e = s.last_eval;
+                self.gate.feedback(&e, used, true);
+            }
+            None => self.gate.feedback(&GateEval::default(), used, false),
+        }
+    }
+
+    /// Record one foreground (demand) read latency in nanoseconds for the
+    /// P99 guard.
+    #[inline]
+    pub fn record_latency(&mut self, ns: u64) {
+        self.guard.record(ns);
+    }
+
+    /// Number of stream slots.
+    pub const fn stream_slots() -> usize {
+        STREAM_SLOTS
+    }
+}
+
+/// Place up to `want` extents of `size` sectors at `lba + first + i*stride`,
+/// all inside `[0, capacity)`.  Returns the first start and the count, or
+/// `None` if not even one fits.
+fn fit_extents(lba: u64, first: i64, stride: i64, size: u32, want: u32, capacity: u64) -> Option<(u64, u32)> {
+    if want == 0 || stride == 0 {
+        return None;
+    }
+    let start = if first >= 0 {
+        lba.checked_add(first as u64)?
+    } else {
+        lba.checked_sub(first.unsigned_abs())?
+    };
+    let size = size as u64;
+    let end = start.checked_add(size)?;
+    if end > capacity {
+        return None;
+    }
+    let step = stride.unsigned_abs();
+    // Extents that still fit after the first one.
+    let room = if stride > 0 { capacity - end } else { start };
+    let more = room.checked_div(step).unwrap_or(0);
+    let count = more.saturating_add(1).min(want as u64) as u32;
+    Some((start, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::super::depth::{DEPTH_INIT, DEPTH_MAX};
+
+    fn run_seq(e: &mut Engine, base: u64, n: u64, size: u32, stride: i64) -> (u32, Decision) {
+        let mut fired = 0;
+        let mut last = Decision::default();
+        for i in 0..n {
+            let lba = (base as i64 + stride * i as i64) as u64;
+            let d = e.on_read(lba, size, i * 1000);
+            if d.prefetch {
+                fired += 1;
+                last = d;
+            }
+        }
+        (fired, last)
+    }
+
+    #[test]
+    fn sequential_stream_prefetches_ahead() {
+        let mut e = Engine::default();
+        let (fired, d) = run_seq(&mut e, 1 << 20, 64, 8, 8);
+        assert!(fired > 0);
+        assert!(d.is_contiguous());
+        assert_eq!(d.sectors, 8);
+        assert!(d.count >= 1 && d.count <= DEPTH_INIT);
+        let (s0, _) = d.extent(0).unwrap();
+        assert!(s0 > (1 << 20) + 8 * 60, "{s0}");
+        assert!(d.probability > Params::DEFAULT.epsilon as u32);
+        // the window never runs more than `depth` extents ahead
+        let st = e.stream(d.stream).unwrap();
+        assert!(st.ahead <= DEPTH_INIT);
+    }
+
+    #[test]
+    fn first_reads_do_not_prefetch() {
+        let mut e = Engine::default();
+        assert!(!e.on_read(100, 8, 0).prefetch);
+        assert!(!e.on_read(108, 8, 1).prefetch);
+        assert!(!e.on_read(116, 8, 2).prefetch);
+    }
+
+    #[test]
+    fn random_reads_never_prefetch() {
+        let mut e = Engine::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = e.on_read(x % (1 << 40), 8, i);
+            assert!(!d.prefetch);
+        }
+        assert_eq!(e.stats().prefetches, 0);
+    }
+
+    #[test]
+    fn reverse_and_strided_streams() {
+        let mut e = Engine::default();
+        let (fired, d) = run_seq(&mut e, 1 << 30, 40, 8, -8);
+        assert!(fired > 0);
+        assert_eq!(d.stride, -8);
+        let (a, _) = d.extent(0).unwrap();
+        let (b, _) = d.extent(1).unwrap_or((a - 8, 8));
+        assert_eq!(b, a - 8);
+        let mut e = Engine::default();
+        let (fired, d) = run_seq(&mut e, 1 << 30, 40, 8, 256);
+        assert!(fired > 0);
+        assert_eq!(d.stride, 256);
+        assert!(!d.is_contiguous());
+    }
+
+    #[test]
+    fn reverse_stream_stops_at_sector_zero() {
+        let mut e = Engine::default();
+        for i in 0..20u64 {
+            let lba = 160 - 8 * i;
+            let d = e.on_read(lba, 8, i);
+            for k in 0..d.count {
+                let (s, n) = d.extent(k).unwrap();
+                assert!(s.checked_add(n as u64).is_some());
+                assert!(s <= lba);
+            }
+        }
+    }
+
+    #[test]
+    fn max_lba_edges() {
+        let mut e = Engine::default();
+        for i in 0..40u64 {
+            let lba = u64::MAX - 8 * (40 - i);
+            let d = e.on_read(lba, 8, i);
+            for k in 0..d.count {
+                let (s, n) = d.extent(k).unwrap();
+                assert!(s.checked_add(n as u64).is_some(), "extent wraps at {i}/{k}");
+            }
+        }
+        for i in 0..10u64 {
+            let _ = e.on_read(u64::MAX, 0, i);
+            let _ = e.on_read(u64::MAX - i, u32::MAX, i);
+            e.on_write(u64::MAX, u32::MAX, i);
+        }
+        // capacity clamp
+        let mut e = Engine::default();
+        e.set_capacity(1000);
+        for i in 0..200u64 {
+            let d = e.on_read(i * 8 % 1000, 8, i);
+            for k in 0..d.count {
+                let (s, n) = d.extent(k).unwrap();
+                assert!(s + n as u64 <= 1000);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_length_and_delta_zero() {
+        let mut e = Engine::default();
+        for i in 0..50u64 {
+            assert!(!e.on_read(4096, 8, i).prefetch, "re-reading one block must not prefetch");
+        }
+        for i in 0..50u64 {
+            let _ = e.on_read(1 << 40, 0, i);
+        }
+    }
+
+    #[test]
+    fn feedback_drives_depth() {
+        let mut e = Engine::default();
+        let (_, d) = run_seq(&mut e, 0, 32, 8, 8);
+        let id = d.stream;
+        for _ in 0..500 {
+            e.on_feedback(id, Outcome::Late);
+        }
+        assert_eq!(e.stream(id).unwrap().aimd.depth(), DEPTH_MAX);
+        let mut fired = 0;
+        let mut max_count = 0;
+        for i in 32..200u64 {
+            let d = e.on_read(i * 8, 8, i);
+            if d.prefetch {
+                fired += 1;
+                max_count = max_count.max(d.count);
+            }
+        }
+        assert!(fired > 0 && max_count > DEPTH_INIT, "{max_count}");
+        for _ in 0..2000 {
+            e.on_feedback(id, Outcome::Wasted);
+        }
+        assert_eq!(e.stream(id).unwrap().aimd.depth(), 1);
+        let st = e.stats();
+        assert_eq!(st.wasted, 2000);
+        assert!(st.epsilon_eff > Params::DEFAULT.epsilon as u32);
+        // stale ids are accepted and ignored for learning
+        e.on_feedback(StreamId(0xffff_ffff), Outcome::Timely);
+    }
+
+    #[test]
+    fn writes_reset_window() {
+        let mut e = Engine::default();
+        let (_, d) = run_seq(&mut e, 0, 32, 8, 8);
+        let id = d.stream;
+        assert!(e.stream(id).unwrap().ahead > 0);
+        let (s0, _) = d.extent(0).unwrap();
+        e.on_write(s0, 8, 0);
+        assert_eq!(e.stream(id).unwrap().ahead, 0);
+    }
+
+    #[test]
+    fn interleaved_streams_all_prefetch() {
+        let mut e = Engine::default();
+        let mut fired = [0u32; 8];
+        for step in 0..64u64 {
+            for k in 0..8u64 {
+                let d = e.on_read((k << 32) + step * 8, 8, step);
+                if d.prefetch {
+                    fired[k as usize] += 1;
+                }
+            }
+        }
+        assert!(fired.iter().all(|&f| f > 3), "{fired:?}");
+    }
+
+    #[test]
+    fn params_through_engine() {
+        let mut e = Engine::default();
+        e.set_param("epsilon", "1").unwrap();
+        let (fired, _) = run_seq(&mut e, 0, 64, 8, 8);
+        assert_eq!(fired, 0, "epsilon = 1 disables prefetching");
+        assert_eq!(e.set_param("epsilon", "2"), Err(ParamError::OutOfRange));
+        let mut b = super::super::param::FixedBuf::<16>::new();
+        e.get_param("epsilon", &mut b).unwrap();
+        assert_eq!(b.as_str(), "1");
+    }
+}

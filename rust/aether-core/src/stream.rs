@@ -1,0 +1,496 @@
+//! Stream detection and per-stream features.
+//!
+//! A [`StreamTable`] holds [`STREAM_SLOTS`] streams with LRU replacement.
+//! A read at sector `L` joins the stream whose *predicted* next start
+//! (`last + stride`, or `last + size` before a stride is known) is closest,
+//! among the streams whose last start lies within [`MATCH_RADIUS`] sectors of
+//! `L`; otherwise it starts a new stream in the least recently used slot.
+//!
+//! Per-stream features (units: 512-byte sectors):
+//!
+//! * `delta`  = `L - last` (start to start, signed, clamped to
+//!   `+-DELTA_CLAMP` for the statistics);
+//! * `velocity change` `V = delta - previous delta`;
+//! * EWMA mean `mu` and variance `var` of `delta` (weight 1/4, Q8 / Q16);
+//! * Chebyshev bound: `P(|next delta - mu| < w) >= 1 - var / w^2` with the
+//!   half-width `w` = request size;
+//! * Leap-style stride majority over the last [`HIST`] deltas: the trend
+//!   stride and its share (`count / HIST`);
+//! * request size and the run of requests with `V == 0`.
+
+use super::depth::Aimd;
+use super::gate::GateEval;
+
+/// Number of stream slots.
+pub const STREAM_SLOTS: usize = 32;
+/// Delta history length (Leap's window `H`).
+pub const HIST: usize = 8;
+/// Maximum distance (sectors) between a stream's last start and a new read
+/// for the read to join that stream: 4 MiB.  Large enough for 64-block
+/// strides of 64 KiB requests, small enough that random reads on a large
+/// device almost never join an existing stream.
+pub const MATCH_RADIUS: u64 = 8192;
+/// Deltas are clamped to +-2^20 sectors (512 MiB) before entering the
+/// statistics, so that squares stay below 2^58.
+pub const DELTA_CLAMP: i64 = 1 << 20;
+/// Request sizes are clamped to 2^20 sectors for the statistics.
+pub const SIZE_CLAMP: u32 = 1 << 20;
+/// Idle time after which a stream no longer matches (10 s).
+pub const STREAM_IDLE_NS: u64 = 10_000_000_000;
+
+/// One tracked stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    /// Slot in use.
+    pub valid: bool,
+    /// Generation, bumped whenever the slot is recycled.
+    pub gen: u32,
+    /// Start sector of the last request.
+    pub last: u64,
+    /// Size (sectors) of the last request, at least 1.
+    pub size: u32,
+    /// Number of requests seen.
+    pub nreq: u32,
+    /// Last delta (clamped), sectors.
+    pub delta: i64,
+    /// Last velocity change `V` (clamped), sectors.
+    pub velocity: i64,
+    /// EWMA mean of delta, Q8 sectors.
+    pub mean_q8: i64,
+    /// EWMA variance of delta, Q16 sectors^2.
+    pub var_q16: i64,
+    /// Ring of the last `HIST` deltas (clamped, fits i32).
+    pub hist: [i32; HIST],
+    /// Next write position in `hist`.
+    pub hist_pos: u8,
+    /// Valid entries in `hist`.
+    pub hist_len: u8,
+    /// Trend (majority) stride, sectors; 0 = none.
+    pub stride: i64,
+    /// Entries of `hist` equal to `stride`.
+    pub share: u8,
+    /// Consecutive requests with `V == 0`.
+    pub run: u8,
+    /// Extents prefetched ahead of the head.
+    pub ahead: u32,
+    /// Depth controller.
+    pub aimd: Aimd,
+    /// Gate evaluation of the last issued prefetch (for feedback).
+    pub last_eval: GateEval,
+    /// LRU stamp.
+    pub stamp: u64,
+    /// Time of the last request, ns.
+    pub last_ns: u64,
+}
+
+impl Stream {
+    /// An empty slot.
+    pub const EMPTY: Stream = Stream {
+        valid: false,
+        gen: 0,
+        last: 0,
+        size: 1,
+        nreq: 0,
+        delta: 0,
+        velocity: 0,
+        mean_q8: 0,
+        var_q16: 0,
+        hist: [0; HIST],
+        hist_pos: 0,
+        hist_len: 0,
+        stride: 0,
+        share: 0,
+        run: 0,
+        ahead: 0,
+        aimd: Aimd::new(),
+        last_eval: GateEval { theta: [0; 3], z: 0, p: 0, fire: false },
+        stamp: 0,
+        last_ns: 0,
+    };
+
+    /// Start a new stream at `lba` in this slot.
+    pub fn start(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) {
+        let gen = self.gen.wrapping_add(1) & 0x00ff_ffff;
+        *self = Stream::EMPTY;
+        self.valid = true;
+        self.gen = gen;
+        self.last = lba;
+        self.size = clamp_size(sectors);
+        self.nreq = 1;
+        self.stamp = stamp;
+        self.last_ns = now_ns;
+    }
+
+    /// Where this stream expects its next request to start.
+    #[inline]
+    pub fn predicted(&self) -> u64 {
+        if self.stride != 0 {
+            self.last.wrapping_add(self.stride as u64)
+        } else {
+            self.last.wrapping_add(self.size as u64)
+        }
+    }
+
+    /// Fold one request into the features.  Returns `true` if the request
+    /// continued the trend (its delta equals the trend stride).
+    pub fn update(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
+        let raw = lba.wrapping_sub(self.last) as i64;
+        let d = if raw > DELTA_CLAMP {
+            DELTA_CLAMP
+        } else if raw < -DELTA_CLAMP {
+            -DELTA_CLAMP
+        } else {
+            raw
+        };
+        let on_trend = self.stride != 0 && raw == self.stride;
+        let size = clamp_size(sectors);
+        // Velocity change and steady run.
+        if self.nreq >= 2 {
+            self.velocity = d.wrapping_sub(self.delta);
+            self.run = if self.velocity == 0 { self.run.saturating_add(1) } else { 0 };
+        }
+        // EWMA mean (Q8) and variance (Q16), weight 1/4.  The first delta
+        // seeds the mean and a prior variance of size^2 (no evidence yet).
+        let x = d << 8; // |x| <= 2^28
+        if self.nreq < 2 {
+            self.mean_q8 = x;
+            let s = size as i64;
+            self.var_q16 = (s.wrapping_mul(s)) << 16; // <= 2^56
+        } else {
+            let dev = x.wrapping_sub(self.mean_q8); // |dev| <= 2^29
+            self.mean_q8 = self.mean_q8.wrapping_add(dev >> 2);
+            let sq = dev.wrapping_mul(dev); // <= 2^58, Q16
+            self.var_q16 = self.var_q16.wrapping_add(sq.wrapping_sub(self.var_q16) >> 2);
+        }
+        // Delta history and majority trend.
+        if let Some(h) = self.hist.get_mut(self.hist_pos as usize) {
+            *h = d as i32;
+        }
+        self.hist_pos = ((self.hist_pos as usize + 1) % HIST) as u8;
+        if (self.hist_len as usize) < HIST {
+            self.hist_len += 1;
+        }
+        let len = self.hist_len as usize;
+        let cur = d as i32;
+        let prev = self.stride as i32;
+        let mut n_cur = 0u8;
+        let mut n_prev = 0u8;
+        for h in self.hist.iter().take(len) {
+            n_cur += (*h == cur) as u8;
+            n_prev += (*h == prev) as u8;
+        }
+        if n_cur >= n_prev || self.stride == 0 {
+            self.stride = d;
+            self.share = n_cur;
+        } else {
+            self.share = n_prev;
+        }
+        self.delta = d;
+        self.last = lba;
+        self.size = size;
+        self.nreq = self.nreq.saturating_add(1);
+        self.stamp = stamp;
+        self.last_ns = now_ns;
+        on_trend
+    }
+
+    /// Chebyshev lower bound `max(0, 1 - var / w^2)` (Q16) on the chance that
+    /// the next delta lies within `w = size` sectors of the mean.
+    #[inline]
+    pub fn chebyshev_q16(&self) -> u32 {
+        if self.nreq < 2 {
+            return 0;
+        }
+        let var = if self.var_q16 < 0 { 0u64 } else { self.var_q16 as u64 };
+        if var == 0 {
+            return 1 << 16;
+        }
+        let w = self.size as u64; // 1..=2^20
+        let w2 = w.wrapping_mul(w); // <= 2^40
+        // var (Q16) / w^2 >= 1  <=>  var >= w^2 << 16
+        let lim = w2 << 16; // <= 2^56
+        if var >= lim {
+            return 0;
+        }
+        let ratio = var.checked_div(w2).unwrap_or(1 << 16); // < 2^16
+        (1u64 << 16).saturating_sub(ratio) as u32
+    }
+
+    /// Majority share as Q16 (`share / HIST`).
+    #[inline]
+    pub fn share_q16(&self) -> u32 {
+        (self.share as u32) << 13
+    }
+
+    /// Steady-velocity run as Q16, saturating at `HIST` requests.
+    #[inline]
+    pub fn run_q16(&self) -> u32 {
+        let r = if (self.run as usize) > HIST { HIST as u32 } else { self.run as u32 };
+        r << 13
+    }
+
+    /// Stream id: slot in the low 8 bits, generation above.
+    #[inline]
+    pub fn id(&self, slot: usize) -> u32 {
+        (self.gen << 8) | (slot as u32 & 0xff)
+    }
+}
+
+#[inline]
+fn clamp_size(sectors: u32) -> u32 {
+    if sectors == 0 {
+        1
+    } else if sectors > SIZE_CLAMP {
+        SIZE_CLAMP
+    } else {
+        sectors
+    }
+}
+
+/// Bounded table of streams with LRU replacement.
+#[derive(Debug, Clone)]
+pub struct StreamTable {
+    slots: [Stream; STREAM_SLOTS],
+    clock: u64,
+    mru: usize,
+}
+
+impl Default for StreamTable {
+    fn default() -> Self {
+        StreamTable::new()
+    }
+}
+
+/// Outcome of [`StreamTable::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The read joins the stream in this slot.
+    Hit(usize),
+    /// No stream matched; a fresh stream was started in this slot.
+    New(usize),
+}
+
+impl StreamTable {
+    /// An empty table.
+    pub const fn new() -> Self {
+        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], clock: 0, mru: 0 }
+    }
+
+    /// Next LRU stamp.
+    #[inline]
+    pub fn tick(&mut self) -> u64 {
+        self.clock = self.clock.wrapping_add(1);
+        self.clock
+    }
+
+    /// Slot accessor.
+    #[inline]
+    pub fn get(&self, slot: usize) -> Option<&Stream> {
+        self.slots.get(slot)
+    }
+
+    /// Mutable slot accessor.
+    #[inline]
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Stream> {
+        self.slots.get_mut(slot)
+    }
+
+    /// Iterate over all slots.
+    pub fn iter(&self) -> core::slice::Iter<'_, Stream> {
+        self.slots.iter()
+    }
+
+    /// Iterate mutably over all slots.
+    pub fn iter_mut(&mut self) -> core::slice::IterMut<'_, Stream> {
+        self.slots.iter_mut()
+    }
+
+    /// Find the stream a read at `lba` belongs to, or start a new one.
+    ///
+    /// O(`STREAM_SLOTS`); the most recently used stream is tried first, so a
+    /// single stream that keeps its trend costs one comparison.
+    #[inline]
+    pub fn lookup(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
+        if let Some(s) = self.slots.get(self.mru) {
+            if s.valid && s.predicted() == lba {
+                return Lookup::Hit(self.mru);
+            }
+        }
+        let mut best: Option<(usize, u64)> = None;
+        let mut victim = 0usize;
+        let mut victim_stamp = u64::MAX;
+        // Index loop instead of `enumerate()`: no overflow-checked counter.
+        for i in 0..STREAM_SLOTS {
+            let Some(s) = self.slots.get(i) else { break };
+            let live = s.valid && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS;
+            if !live {
+                if victim_stamp != 0 {
+                    victim = i;
+                    victim_stamp = 0;
+                }
+                continue;
+            }
+            if s.stamp < victim_stamp {
+                victim = i;
+                victim_stamp = s.stamp;
+            }
+            let near = abs_diff(lba, s.last) <= MATCH_RADIUS;
+            if !near {
+                continue;
+            }
+            let score = abs_diff(lba, s.predicted());
+            let better = match best {
+                None => true,
+                Some((_, b)) => score < b,
+            };
+            if better {
+                best = Some((i, score));
+            }
+        }
+        match best {
+            Some((i, _)) => {
+                self.mru = i;
+                Lookup::Hit(i)
+            }
+            None => {
+                let stamp = self.tick();
+                if let Some(s) = self.slots.get_mut(victim) {
+                    s.start(lba, sectors, stamp, now_ns);
+                }
+                self.mru = victim;
+                Lookup::New(victim)
+            }
+        }
+    }
+}
+
+#[inline]
+fn abs_diff(a: u64, b: u64) -> u64 {
+    if a > b {
+        a - b
+    } else {
+        b - a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(s: &mut Stream, lbas: &[u64], size: u32) {
+        for (i, &l) in lbas.iter().enumerate() {
+            if i == 0 {
+                s.start(l, size, 1, 0);
+            } else {
+                s.update(l, size, 1, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn sequential_features() {
+        let mut s = Stream::EMPTY;
+        let lbas: [u64; 12] = core::array::from_fn(|i| 1000 + 8 * i as u64);
+        feed(&mut s, &lbas, 8);
+        assert_eq!(s.stride, 8);
+        assert_eq!(s.delta, 8);
+        assert_eq!(s.velocity, 0);
+        assert_eq!(s.share as usize, HIST);
+        assert!(s.run as usize >= HIST);
+        assert_eq!(s.mean_q8, 8 << 8);
+        assert!(s.chebyshev_q16() > 60_000, "{}", s.chebyshev_q16());
+        assert_eq!(s.predicted(), 1000 + 8 * 12);
+    }
+
+    #[test]
+    fn reversed_stream() {
+        let mut s = Stream::EMPTY;
+        let lbas: [u64; 10] = core::array::from_fn(|i| 100_000 - 16 * i as u64);
+        feed(&mut s, &lbas, 16);
+        assert_eq!(s.stride, -16);
+        assert_eq!(s.share as usize, HIST);
+        assert_eq!(s.predicted(), 100_000 - 16 * 10);
+    }
+
+    #[test]
+    fn delta_zero_and_zero_length() {
+        let mut s = Stream::EMPTY;
+        feed(&mut s, &[500; 80], 0);
+        assert_eq!(s.size, 1, "zero-length requests count as one sector");
+        assert_eq!(s.delta, 0);
+        assert_eq!(s.stride, 0);
+        assert_eq!(s.var_q16, 0);
+        assert_eq!(s.chebyshev_q16(), 1 << 16);
+    }
+
+    #[test]
+    fn max_lba_and_huge_deltas() {
+        let mut s = Stream::EMPTY;
+        feed(&mut s, &[0, u64::MAX, 0, u64::MAX - 7, u64::MAX], u32::MAX);
+        assert!(s.delta.abs() <= DELTA_CLAMP);
+        assert!(s.var_q16 >= 0);
+        assert_eq!(s.size, SIZE_CLAMP);
+        let _ = s.chebyshev_q16();
+        let _ = s.predicted();
+        // i64::MIN-like raw deltas
+        let mut t = Stream::EMPTY;
+        feed(&mut t, &[0, 1 << 63, 0, 1 << 63], 8);
+        assert_eq!(t.delta.abs(), DELTA_CLAMP);
+    }
+
+    #[test]
+    fn noisy_stream_has_low_chebyshev() {
+        let mut s = Stream::EMPTY;
+        let mut l = 10_000u64;
+        let mut v = std::vec::Vec::new();
+        for i in 0..40u64 {
+            l += 8 + (i * 7919 % 13) * 64;
+            v.push(l);
+        }
+        feed(&mut s, &v, 8);
+        assert!(s.chebyshev_q16() < 1000, "{}", s.chebyshev_q16());
+        assert!((s.share as usize) < HIST / 2);
+    }
+
+    #[test]
+    fn table_separates_interleaved_streams() {
+        let mut t = StreamTable::new();
+        let bases = [0u64, 1 << 30, 2 << 30, 3 << 30];
+        let mut slots = [usize::MAX; 4];
+        for step in 0..20u64 {
+            for (k, b) in bases.iter().enumerate() {
+                let lba = b + step * 8;
+                let slot = match t.lookup(lba, 8, 0) {
+                    Lookup::Hit(i) => {
+                        let st = t.get_mut(i).unwrap();
+                        let stamp = 5;
+                        st.update(lba, 8, stamp, 0);
+                        i
+                    }
+                    Lookup::New(i) => i,
+                };
+                if step == 0 {
+                    slots[k] = slot;
+                } else {
+                    assert_eq!(slots[k], slot, "stream {k} moved at step {step}");
+                }
+            }
+        }
+        for k in 0..4 {
+            assert_eq!(t.get(slots[k]).unwrap().stride, 8);
+        }
+    }
+
+    #[test]
+    fn lru_replacement_is_bounded() {
+        let mut t = StreamTable::new();
+        for i in 0..(STREAM_SLOTS as u64 * 3) {
+            match t.lookup(i << 32, 8, 0) {
+                Lookup::New(s) => assert!(s < STREAM_SLOTS),
+                Lookup::Hit(_) => panic!("far-apart reads must not match"),
+            }
+        }
+        // The oldest generation was recycled: generations moved past 1.
+        assert!(t.iter().all(|s| s.valid && s.gen >= 2));
+    }
+}
