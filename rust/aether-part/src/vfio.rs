@@ -1,0 +1,444 @@
+//! The VFIO handshake: container, group, device, BAR0, DMA, NVMe admin Identify.
+//!
+//! Structures and constants come from the rust-vmm `vfio-bindings` crate. The crate does
+//! not carry the ioctl request numbers (bindgen cannot expand `_IO()`), so they are built
+//! with nix's `request_code_none!` from the crate's `VFIO_TYPE` and `VFIO_BASE`, using the
+//! offsets of <linux/vfio.h>.
+
+use crate::parse::Bdf;
+use crate::plan::VFIO_DRIVER;
+use crate::sys::{self, Roots};
+use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+use serde::Serialize;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+use vfio_bindings::bindings::vfio::*;
+
+mod ioc {
+    use vfio_bindings::bindings::vfio::*;
+    const B: u32 = VFIO_BASE;
+    nix::ioctl_none_bad!(get_api_version, nix::request_code_none!(VFIO_TYPE, B));
+    nix::ioctl_write_int_bad!(check_extension, nix::request_code_none!(VFIO_TYPE, B + 1));
+    nix::ioctl_write_int_bad!(set_iommu, nix::request_code_none!(VFIO_TYPE, B + 2));
+    nix::ioctl_readwrite_bad!(group_get_status, nix::request_code_none!(VFIO_TYPE, B + 3), vfio_group_status);
+    nix::ioctl_write_ptr_bad!(group_set_container, nix::request_code_none!(VFIO_TYPE, B + 4), i32);
+    nix::ioctl_none_bad!(group_unset_container, nix::request_code_none!(VFIO_TYPE, B + 5));
+    nix::ioctl_write_ptr_bad!(group_get_device_fd, nix::request_code_none!(VFIO_TYPE, B + 6), u8);
+    nix::ioctl_readwrite_bad!(device_get_info, nix::request_code_none!(VFIO_TYPE, B + 7), vfio_device_info);
+    nix::ioctl_readwrite_bad!(device_get_region_info, nix::request_code_none!(VFIO_TYPE, B + 8), vfio_region_info);
+    nix::ioctl_write_ptr_bad!(iommu_map_dma, nix::request_code_none!(VFIO_TYPE, B + 13), vfio_iommu_type1_dma_map);
+    nix::ioctl_readwrite_bad!(iommu_unmap_dma, nix::request_code_none!(VFIO_TYPE, B + 14), vfio_iommu_type1_dma_unmap);
+}
+
+#[derive(Debug, Serialize, Default, Clone)]
+pub struct Identify {
+    pub vid: u16,
+    pub serial: String,
+    pub model: String,
+    pub firmware: String,
+    pub mdts: u8,
+    pub mdts_bytes: Option<u64>,
+    pub sqes: u8,
+    pub cqes: u8,
+    pub maxcmd: u16,
+    pub nn: u32,
+}
+
+fn ascii(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).trim_end_matches([' ', '\0']).trim().to_string()
+}
+
+/// Decode an Identify Controller data structure (4096 bytes).
+pub fn parse_identify(d: &[u8], mpsmin_bytes: u64) -> Identify {
+    let u16le = |o: usize| u16::from_le_bytes([d[o], d[o + 1]]);
+    let mdts = d[77];
+    Identify {
+        vid: u16le(0),
+        serial: ascii(&d[4..24]),
+        model: ascii(&d[24..64]),
+        firmware: ascii(&d[64..72]),
+        mdts,
+        mdts_bytes: (mdts != 0).then(|| mpsmin_bytes << mdts),
+        sqes: d[512],
+        cqes: d[513],
+        maxcmd: u16le(514),
+        nn: u32::from_le_bytes([d[516], d[517], d[518], d[519]]),
+    }
+}
+
+/// Controller capabilities (CAP register).
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct Cap {
+    pub raw: String,
+    pub mqes: u32,
+    pub timeout_ms: u64,
+    pub dstrd: u32,
+    pub mpsmin_bytes: u64,
+    pub mpsmax_bytes: u64,
+    pub css_nvm: bool,
+}
+
+pub fn parse_cap(cap: u64) -> Cap {
+    Cap {
+        raw: format!("0x{cap:016x}"),
+        mqes: (cap & 0xffff) as u32 + 1,
+        timeout_ms: ((cap >> 24) & 0xff) * 500,
+        dstrd: ((cap >> 32) & 0xf) as u32,
+        mpsmin_bytes: 4096u64 << ((cap >> 48) & 0xf),
+        mpsmax_bytes: 4096u64 << ((cap >> 52) & 0xf),
+        css_nvm: (cap >> 37) & 1 == 1,
+    }
+}
+
+pub fn version_string(vs: u32) -> String {
+    format!("{}.{}.{}", vs >> 16, (vs >> 8) & 0xff, vs & 0xff)
+}
+
+/// An admin Identify (CNS=1, controller) submission entry with command id `cid`.
+pub fn identify_sqe(cid: u16, prp1: u64) -> [u32; 16] {
+    let mut e = [0u32; 16];
+    e[0] = 0x06 | ((cid as u32) << 16);
+    e[6] = prp1 as u32;
+    e[7] = (prp1 >> 32) as u32;
+    e[10] = 1;
+    e
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Handshake {
+    pub ok: bool,
+    pub bdf: String,
+    pub iommu_group: u32,
+    pub api_version: i32,
+    pub type1v2: bool,
+    pub group_viable: bool,
+    pub device_regions: u32,
+    pub device_irqs: u32,
+    pub bar0_size: u64,
+    pub cap: Cap,
+    pub version: String,
+    pub identify_status: u16,
+    pub identify: Option<Identify>,
+    pub steps: Vec<String>,
+    pub error: Option<String>,
+}
+
+struct Bar {
+    ptr: NonNull<core::ffi::c_void>,
+    len: usize,
+}
+impl Bar {
+    fn r32(&self, off: usize) -> u32 {
+        unsafe { std::ptr::read_volatile((self.ptr.as_ptr() as *const u8).add(off) as *const u32) }
+    }
+    fn w32(&self, off: usize, v: u32) {
+        unsafe { std::ptr::write_volatile((self.ptr.as_ptr() as *mut u8).add(off) as *mut u32, v) }
+    }
+    fn r64(&self, off: usize) -> u64 {
+        self.r32(off) as u64 | ((self.r32(off + 4) as u64) << 32)
+    }
+    fn w64(&self, off: usize, v: u64) {
+        self.w32(off, v as u32);
+        self.w32(off + 4, (v >> 32) as u32);
+    }
+}
+impl Drop for Bar {
+    fn drop(&mut self) {
+        unsafe {
+            let _ = munmap(self.ptr, self.len);
+        }
+    }
+}
+
+struct Dma<'a> {
+    container: &'a File,
+    ptr: NonNull<core::ffi::c_void>,
+    len: usize,
+    iova: u64,
+    mapped: bool,
+}
+impl Dma<'_> {
+    fn bytes(&self) -> *mut u8 {
+        self.ptr.as_ptr() as *mut u8
+    }
+    fn unmap(&mut self) -> Result<(), String> {
+        if self.mapped {
+            let mut u = vfio_iommu_type1_dma_unmap {
+                argsz: std::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
+                flags: 0,
+                iova: self.iova,
+                size: self.len as u64,
+                ..Default::default()
+            };
+            unsafe { ioc::iommu_unmap_dma(self.container.as_raw_fd(), &mut u) }
+                .map_err(|e| format!("VFIO_IOMMU_UNMAP_DMA: {e}"))?;
+            self.mapped = false;
+        }
+        Ok(())
+    }
+}
+impl Drop for Dma<'_> {
+    fn drop(&mut self) {
+        let _ = self.unmap();
+        unsafe {
+            let _ = munmap(self.ptr, self.len);
+        }
+    }
+}
+
+const PAGE: usize = 4096;
+const IOVA: u64 = 0x1000_0000;
+const REG_CC: usize = 0x14;
+const REG_CSTS: usize = 0x1c;
+const REG_AQA: usize = 0x24;
+const REG_ASQ: usize = 0x28;
+const REG_ACQ: usize = 0x30;
+
+fn wait_rdy(bar: &Bar, want: bool, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let csts = bar.r32(REG_CSTS);
+        if csts & 2 != 0 {
+            return Err(format!("controller fatal status (CSTS=0x{csts:x})"));
+        }
+        if (csts & 1 == 1) == want {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("timeout waiting for CSTS.RDY={} (CSTS=0x{csts:x})", want as u8));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Run the handshake. `r` supplies the /dev root (for /dev/vfio) and sysfs (for the group).
+pub fn handshake(r: &Roots, b: &Bdf) -> Handshake {
+    let mut h = Handshake { bdf: b.to_string(), ..Default::default() };
+    if let Err(e) = run(r, b, &mut h) {
+        h.error = Some(e);
+    } else {
+        h.ok = true;
+    }
+    h
+}
+
+fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
+    let drv = sys::driver_of(r, b);
+    if drv.as_deref() != Some(VFIO_DRIVER) {
+        return Err(format!(
+            "{b} is on {} rather than vfio-pci; run 'aether-part bind {b}' first",
+            drv.as_deref().unwrap_or("no driver")
+        ));
+    }
+    let group = sys::iommu_group(r, b).ok_or_else(|| format!("{b} has no IOMMU group"))?;
+    h.iommu_group = group;
+    let open = |p: std::path::PathBuf| {
+        OpenOptions::new().read(true).write(true).open(&p).map_err(|e| format!("open {}: {e}", p.display()))
+    };
+    let container = open(r.dev.join("vfio/vfio"))?;
+    let cfd = container.as_raw_fd();
+    h.api_version = unsafe { ioc::get_api_version(cfd) }.map_err(|e| format!("VFIO_GET_API_VERSION: {e}"))?;
+    if h.api_version != VFIO_API_VERSION as i32 {
+        return Err(format!("unexpected VFIO API version {}", h.api_version));
+    }
+    h.type1v2 = unsafe { ioc::check_extension(cfd, VFIO_TYPE1v2_IOMMU as i32) }.map_err(|e| format!("VFIO_CHECK_EXTENSION: {e}"))? == 1;
+    if !h.type1v2 {
+        return Err("the VFIO container does not support TYPE1v2 (no IOMMU? noiommu mode cannot map DMA)".into());
+    }
+    h.steps.push(format!("container open, API {}, TYPE1v2 supported", h.api_version));
+    let grp = open(r.dev.join(format!("vfio/{group}")))?;
+    let gfd = grp.as_raw_fd();
+    let mut st = vfio_group_status { argsz: std::mem::size_of::<vfio_group_status>() as u32, flags: 0 };
+    unsafe { ioc::group_get_status(gfd, &mut st) }.map_err(|e| format!("VFIO_GROUP_GET_STATUS: {e}"))?;
+    h.group_viable = st.flags & VFIO_GROUP_FLAGS_VIABLE != 0;
+    if !h.group_viable {
+        return Err(format!(
+            "IOMMU group {group} is not viable: some member is still bound to a host driver"
+        ));
+    }
+    unsafe { ioc::group_set_container(gfd, &cfd) }.map_err(|e| format!("VFIO_GROUP_SET_CONTAINER: {e}"))?;
+    let res = with_container(&container, &grp, b, h);
+    let _ = unsafe { ioc::group_unset_container(gfd) };
+    h.steps.push("group detached from container, fds closed".into());
+    res
+}
+
+fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
+    unsafe { ioc::set_iommu(container.as_raw_fd(), VFIO_TYPE1v2_IOMMU as i32) }.map_err(|e| format!("VFIO_SET_IOMMU(TYPE1v2): {e}"))?;
+    h.steps.push(format!("group {} viable, attached, IOMMU type TYPE1v2 set", h.iommu_group));
+    let name = CString::new(b.to_string()).unwrap();
+    let dfd = unsafe { ioc::group_get_device_fd(grp.as_raw_fd(), name.as_ptr() as *const u8) }
+        .map_err(|e| format!("VFIO_GROUP_GET_DEVICE_FD: {e}"))?;
+    let dev = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(dfd) };
+    let mut info = vfio_device_info { argsz: std::mem::size_of::<vfio_device_info>() as u32, ..Default::default() };
+    unsafe { ioc::device_get_info(dfd, &mut info) }.map_err(|e| format!("VFIO_DEVICE_GET_INFO: {e}"))?;
+    h.device_regions = info.num_regions;
+    h.device_irqs = info.num_irqs;
+    let region = |idx: u32| -> Result<vfio_region_info, String> {
+        let mut ri = vfio_region_info { argsz: std::mem::size_of::<vfio_region_info>() as u32, index: idx, ..Default::default() };
+        unsafe { ioc::device_get_region_info(dfd, &mut ri) }.map_err(|e| format!("VFIO_DEVICE_GET_REGION_INFO({idx}): {e}"))?;
+        Ok(ri)
+    };
+    // Enable memory space and bus mastering in the PCI command register.
+    let cfg = region(VFIO_PCI_CONFIG_REGION_INDEX)?;
+    let mut cmd = [0u8; 2];
+    dev.read_exact_at(&mut cmd, cfg.offset + 4).map_err(|e| format!("config read: {e}"))?;
+    let c = u16::from_le_bytes(cmd) | 0x6;
+    dev.write_all_at(&c.to_le_bytes(), cfg.offset + 4).map_err(|e| format!("config write: {e}"))?;
+
+    let bar0 = region(VFIO_PCI_BAR0_REGION_INDEX)?;
+    h.bar0_size = bar0.size;
+    if bar0.flags & VFIO_REGION_INFO_FLAG_MMAP == 0 || bar0.size < 0x2000 {
+        return Err(format!("BAR0 cannot be mmapped (flags 0x{:x}, size {})", bar0.flags, bar0.size));
+    }
+    let len = bar0.size as usize;
+    let ptr = unsafe {
+        mmap(None, NonZeroUsize::new(len).unwrap(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &dev, bar0.offset as i64)
+    }
+    .map_err(|e| format!("mmap BAR0: {e}"))?;
+    let bar = Bar { ptr, len };
+    let cap = bar.r64(0);
+    let vs = bar.r32(8);
+    h.cap = parse_cap(cap);
+    h.version = version_string(vs);
+    h.steps.push(format!("BAR0 mapped ({} bytes): CAP={} VS={}", len, h.cap.raw, h.version));
+
+    // DMA: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
+    let dlen = 3 * PAGE;
+    let dptr = unsafe {
+        mmap_anonymous(None, NonZeroUsize::new(dlen).unwrap(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE | MapFlags::MAP_ANONYMOUS)
+    }
+    .map_err(|e| format!("mmap DMA buffer: {e}"))?;
+    unsafe { std::ptr::write_bytes(dptr.as_ptr() as *mut u8, 0, dlen) };
+    let mut dma = Dma { container, ptr: dptr, len: dlen, iova: IOVA, mapped: false };
+    let map = vfio_iommu_type1_dma_map {
+        argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
+        flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+        vaddr: dptr.as_ptr() as u64,
+        iova: IOVA,
+        size: dlen as u64,
+    };
+    unsafe { ioc::iommu_map_dma(container.as_raw_fd(), &map) }.map_err(|e| format!("VFIO_IOMMU_MAP_DMA: {e}"))?;
+    dma.mapped = true;
+    h.steps.push(format!("DMA buffer of {dlen} bytes mapped at IOVA 0x{IOVA:x}"));
+
+    let res = admin_identify(&bar, &dma, h);
+    // Always disable the controller and unmap.
+    bar.w32(REG_CC, 0);
+    let dis = wait_rdy(&bar, false, Duration::from_millis(h.cap.timeout_ms.max(500)));
+    let un = dma.unmap();
+    res?;
+    dis?;
+    un?;
+    h.steps.push("controller disabled, DMA unmapped, BAR0 unmapped".into());
+    drop(dma);
+    drop(bar);
+    drop(dev);
+    Ok(())
+}
+
+fn admin_identify(bar: &Bar, dma: &Dma, h: &mut Handshake) -> Result<(), String> {
+    let to = Duration::from_millis(h.cap.timeout_ms.max(500));
+    if bar.r32(REG_CC) & 1 == 1 {
+        bar.w32(REG_CC, 0);
+    }
+    wait_rdy(bar, false, to)?;
+    let qd: u32 = 2;
+    bar.w32(REG_AQA, ((qd - 1) << 16) | (qd - 1));
+    bar.w64(REG_ASQ, IOVA);
+    bar.w64(REG_ACQ, IOVA + PAGE as u64);
+    // EN, CSS=NVM, MPS=4K, AMS=RR, IOSQES=6, IOCQES=4
+    bar.w32(REG_CC, 1 | (6 << 16) | (4 << 20));
+    wait_rdy(bar, true, to)?;
+    h.steps.push("controller enabled".into());
+    let sqe = identify_sqe(1, IOVA + 2 * PAGE as u64);
+    let base = dma.bytes();
+    unsafe {
+        for (i, d) in sqe.iter().enumerate() {
+            std::ptr::write_volatile((base as *mut u32).add(i), *d);
+        }
+    }
+    fence(Ordering::SeqCst);
+    let stride = 4usize << h.cap.dstrd;
+    bar.w32(0x1000, 1); // SQ0 tail
+    let cqe = unsafe { base.add(PAGE) as *const u32 };
+    let start = Instant::now();
+    let dw3 = loop {
+        let dw3 = unsafe { std::ptr::read_volatile(cqe.add(3)) };
+        if dw3 & (1 << 16) != 0 {
+            break dw3;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err("timeout waiting for the Identify completion".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    fence(Ordering::SeqCst);
+    bar.w32(0x1000 + stride, 1); // CQ0 head
+    h.identify_status = ((dw3 >> 17) & 0x7fff) as u16;
+    if h.identify_status != 0 || (dw3 & 0xffff) != 1 {
+        return Err(format!("Identify failed: status 0x{:x}, cid {}", h.identify_status, dw3 & 0xffff));
+    }
+    let data = unsafe { std::slice::from_raw_parts(base.add(2 * PAGE), PAGE) };
+    let id = parse_identify(data, h.cap.mpsmin_bytes);
+    h.steps.push(format!("Identify Controller: status 0, model '{}', serial '{}'", id.model, id.serial));
+    h.identify = Some(id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_decoding_matches_qemu() {
+        // The value QEMU's emulated NVMe reports (../shared/toolchain.md).
+        let c = parse_cap(0x004018200f0107ff);
+        assert_eq!(c.mqes, 2048);
+        assert_eq!(c.timeout_ms, 0x0f * 500);
+        assert_eq!(c.dstrd, 0);
+        assert!(c.css_nvm);
+        assert_eq!(c.mpsmin_bytes, 4096);
+        assert_eq!(c.mpsmax_bytes, 4096 << 4);
+        assert_eq!(version_string(0x00010400), "1.4.0");
+    }
+
+    #[test]
+    fn identify_encoding_and_decoding() {
+        let e = identify_sqe(7, 0x1_2000_3000);
+        assert_eq!(e[0], 0x0007_0006);
+        assert_eq!((e[6], e[7]), (0x2000_3000, 1));
+        assert_eq!(e[10], 1);
+        let mut d = vec![0u8; 4096];
+        d[0..2].copy_from_slice(&0x1b36u16.to_le_bytes());
+        d[4..24].copy_from_slice(b"aether0             ");
+        d[24..64].copy_from_slice(format!("{:<40}", "QEMU NVMe Ctrl").as_bytes());
+        d[64..72].copy_from_slice(b"9.2.0   ");
+        d[77] = 7;
+        d[512] = 0x66;
+        d[513] = 0x44;
+        d[516..520].copy_from_slice(&256u32.to_le_bytes());
+        let id = parse_identify(&d, 4096);
+        assert_eq!(id.vid, 0x1b36);
+        assert_eq!(id.serial, "aether0");
+        assert_eq!(id.model, "QEMU NVMe Ctrl");
+        assert_eq!(id.firmware, "9.2.0");
+        assert_eq!(id.mdts_bytes, Some(4096 << 7));
+        assert_eq!((id.sqes, id.cqes, id.nn), (0x66, 0x44, 256));
+        d[77] = 0;
+        assert_eq!(parse_identify(&d, 4096).mdts_bytes, None, "MDTS 0 means no limit");
+    }
+
+    #[test]
+    fn ioctl_numbers_are_vfio_io() {
+        // _IO(';', 100) = 0x3b64; the VFIO ioctls are all argument-less _IO numbers.
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE) as u64, 0x3b64);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 13) as u64, 0x3b71);
+    }
+}
