@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: GPL-2.0
+# aether: user-facing entry points. `Kbuild` next to this file describes aether.ko.
+#
+#   make            build the test kernel if needed, then aether.ko
+#   make demo       boot QEMU with an emulated NVMe and show aether working
+#   make test       host tests, KUnit suites and integration tests in QEMU
+#   make module KDIR=/path/to/6.12/build   build against your own kernel
+
+KDIR ?=
+
+.PHONY: all module setup kernel kernel-image kernel-dir test demo clean
+
+all: module
+
+module:
+	@scripts/build-module.sh $(KDIR)
+
+setup:
+	@scripts/setup.sh
+
+kernel:
+	@scripts/build-kernel.sh
+
+kernel-image:
+	@scripts/build-kernel.sh --image
+
+kernel-dir:
+	@scripts/build-kernel.sh --dir
+
+test:
+	@scripts/test.sh
+
+demo:
+	@scripts/demo.sh
+
+clean:
+	rm -rf target aether.ko *.o *.mod *.mod.c .*.cmd modules.order Module.symvers \
+	    rust/aether/*.o rust/aether/.*.cmd rust/shim/*.o rust/shim/.*.cmd \
+	    rust/kernel_ext/bindings_generated.rs rust/kernel_ext/.*.cmd

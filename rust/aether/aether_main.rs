@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! aether: an adaptive NVMe prefetcher, built as a device-mapper target.
+//!
+//! The crate root holds only module lines and `module!`. Where to look:
+//! - `module.rs`: load and unload (target registration, the debugfs root).
+//! - `../kernel_ext/`: the thin safe layer over C APIs 6.12's `kernel` crate lacks;
+//!   all `unsafe` lives there.
+//! - `../aether-core/`: the prefetch algorithm, shared unchanged with the host tools.
+//! - `kunit_tests.rs`: KUnit suites that run when the module loads.
+
+#[path = "../kernel_ext/mod.rs"]
+mod kernel_ext;
+
+// The host crate's files, compiled unchanged. Its `#![no_std]` is meaningful only
+// as a crate root, and its public API is crate-internal here.
+#[allow(unused_attributes, unreachable_pub, dead_code)]
+#[path = "../aether-core/src/lib.rs"]
+mod aether_core;
+
+mod kunit_tests;
+mod module;
+
+use kernel::prelude::*;
+use module::AetherModule;
+
+module! {
+    type: AetherModule,
+    name: "aether",
+    author: "aether developers",
+    description: "Adaptive NVMe prefetcher: a device-mapper target with a learned prefetch gate",
+    license: "GPL",
+}

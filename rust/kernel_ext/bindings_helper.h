@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Headers whose bindings aether generates itself, because the 6.12 kernel
+ * crate does not bind them. Kbuild runs bindgen on this file; the allowlist
+ * lives in bindgen_parameters next to it.
+ */
+#include <linux/device-mapper.h>
+#include <linux/timekeeping.h>
+#include "../shim/aether_shim.h"

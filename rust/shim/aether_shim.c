@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * aether's C shim: only what Rust cannot express on 6.12 (static inlines and
+ * macros, C struct tables that must carry THIS_MODULE, module parameters).
+ * No logic lives here; every callback is Rust.
+ */
+#include <linux/module.h>
+#include "aether_shim.h"
+
+void aether_bio_set_dev(struct bio *bio, struct block_device *bdev)
+{
+	bio_set_dev(bio, bdev);
+}
+
+sector_t aether_bdev_nr_sectors(struct block_device *bdev)
+{
+	return bdev_nr_sectors(bdev);
+}
+
+void *aether_alloc_percpu(size_t size, size_t align)
+{
+	return (void __force *)__alloc_percpu(size, align);
+}
+
+void *aether_raw_cpu_ptr(void *ptr)
+{
+	return raw_cpu_ptr((void __percpu __force *)ptr);
+}
+
+void *aether_per_cpu_ptr(void *ptr, int cpu)
+{
+	return per_cpu_ptr((void __percpu __force *)ptr, cpu);
+}
+
+/* The next possible CPU after @cpu (-1 to start), or -1 past the last. */
+int aether_next_possible_cpu(int cpu)
+{
+	unsigned int next = cpumask_next(cpu, cpu_possible_mask);
+
+	return next < nr_cpu_ids ? (int)next : -1;
+}
+
+/*
+ * Static so that debugfs's proxy can still call ->release after a file is
+ * removed; .owner pins the module while a file is open.
+ */
+const struct file_operations aether_debugfs_fops = {
+	.owner = THIS_MODULE,
+	.open = aether_debugfs_open,
+	.read = seq_read,
+	.write = aether_debugfs_write,
+	.llseek = seq_lseek,
+	.release = single_release,
+};

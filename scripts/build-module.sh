@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds aether.ko at the repo root, out of tree via Kbuild.
+#   scripts/build-module.sh            against aether's cached test kernel
+#   scripts/build-module.sh KDIR       against any 6.12 build tree with CONFIG_RUST
+# Override RUSTC/BINDGEN in the environment to match a foreign kernel's toolchain.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+kdir=${1:-}
+run_setup
+[ -n "$kdir" ] || kdir=$("$AETHER_ROOT/scripts/build-kernel.sh" --dir)
+[ -f "$kdir/Makefile" ] || die "KDIR=$kdir is not a kernel build tree (no Makefile)"
+grep -qx 'CONFIG_RUST=y' "$kdir/.config" 2>/dev/null || die "KDIR=$kdir: kernel not built with CONFIG_RUST=y"
+
+make -C "$kdir" LLVM=1 RUSTC="${RUSTC:-$KRUSTC}" RUSTDOC="${RUSTDOC:-$KRUSTDOC}" \
+    BINDGEN="${BINDGEN:-$KBINDGEN}" M="$AETHER_ROOT" -j"$(nproc)" modules >&2
+log "built $AETHER_ROOT/aether.ko against $kdir"

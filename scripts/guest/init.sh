@@ -1,0 +1,23 @@
+#!/bin/sh
+# PID 1 of aether's QEMU guest: mount the usual filesystems, run the job the host
+# put in /aether/job.sh, report its exit status on the console, power off.
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm /tmp /run /sys/kernel/debug /sys/fs/cgroup
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /dev/shm
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+export PATH=/aether/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
+# No udev in the guest: dmsetup creates /dev/mapper nodes itself.
+export DM_DISABLE_UDEV=1
+ln -sf /proc/self/fd /dev/fd
+hostname aether-guest
+echo "@@AETHER-GUEST-START@@"
+cd /aether && sh ./job.sh
+echo "@@AETHER-EXIT=$?@@"
+sync
+# QEMU runs with -no-reboot, so a reset ends it.
+reboot -f

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Boots aether's cached test kernel under QEMU (TCG) with emulated NVMe disks and
+# runs one guest job script; the job's exit status becomes ours.
+#
+#   scripts/qemu-run.sh [options] JOB.sh [ARGS...]
+#     --nvme N          emulated NVMe controllers, one namespace each (default 1)
+#     --disk-size SIZE  size of each NVMe namespace image (default 256M)
+#     --iommu           add intel-iommu (intremap, caching-mode) + intel_iommu=on
+#     --bin PATH        host binary to run in the guest (copied with its libraries
+#                       to /aether/bin); repeatable
+#     --file PATH       extra file copied to /aether/ in the guest; repeatable
+#     --timeout SEC     kill a hung guest after SEC seconds (default 600)
+#     --smp N --mem MB  guest CPUs (default 2) and memory (default 2048)
+#     --append ARGS     extra kernel command line
+#     --log FILE        also keep the console log in FILE
+#     --quiet           do not echo the console (the log still has it)
+#
+# The guest is a busybox initramfs (see Documentation/testing.rst for why not
+# virtme-ng). It holds busybox, dmsetup and fio (cached, keyed on the binaries),
+# plus a per-run archive with the job, aether.ko (if built), scripts/guest/*
+# and the --bin/--file extras. Exit status: the job's; 124 when the guest hung
+# and was killed; 125 when it died without reporting (panic, oops=panic).
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+nvme=1 disk_size=256M iommu=0 timeout_s=600 smp=2 mem=2048 append="" logf="" quiet=0
+bins=() files=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --nvme) nvme=$2; shift 2 ;;
+        --disk-size) disk_size=$2; shift 2 ;;
+        --iommu) iommu=1; shift ;;
+        --bin) bins+=("$2"); shift 2 ;;
+        --file) files+=("$2"); shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        --smp) smp=$2; shift 2 ;;
+        --mem) mem=$2; shift 2 ;;
+        --append) append="$append $2"; shift 2 ;;
+        --log) logf=$2; shift 2 ;;
+        --quiet) quiet=1; shift ;;
+        --) shift; break ;;
+        -*) die "qemu-run: unknown option $1" ;;
+        *) break ;;
+    esac
+done
+[ $# -ge 1 ] || die "usage: qemu-run.sh [options] JOB.sh [ARGS...]"
+job=$1; shift
+[ -f "$job" ] || die "qemu-run: no such job script: $job"
+[[ $nvme =~ ^[0-9]+$ ]] || die "qemu-run: --nvme takes a number"
+
+kernel=${AETHER_KERNEL:-$("$AETHER_ROOT/scripts/build-kernel.sh" --image)}
+[ -f "$kernel" ] || die "qemu-run: no kernel image at $kernel"
+
+# Copies a host binary and the libraries it links into staging dir $1.
+stage_bin() {
+    local root=$1 bin=$2 dest=${3:-}
+    bin=$(command -v "$bin") || die "qemu-run: binary not found: $2"
+    install -D -m755 "$bin" "$root${dest:-$bin}"
+    ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+        [ -e "$root$lib" ] || install -D -m755 "$(readlink -f "$lib")" "$root$lib"
+    done
+}
+
+# Base archive: busybox userland + dmsetup + fio; rebuilt only when they change.
+base_tools=(/bin/busybox "$(command -v dmsetup)" "$(command -v fio)")
+base_key=$( { for b in "${base_tools[@]}"; do stat -c '%n %s %Y' "$(readlink -f "$b")"; done
+              cat "$AETHER_ROOT/scripts/guest/init.sh"; } | sha256sum | cut -c1-12)
+base=$AETHER_CACHE/initramfs/base-$base_key.cpio
+if [ ! -f "$base" ]; then
+    log "building guest initramfs base (busybox, dmsetup, fio)"
+    st=$(mktemp -d); trap 'rm -rf "$st"' EXIT
+    mkdir -p "$st"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,etc,aether/bin}
+    cp /bin/busybox "$st/bin/busybox"
+    for app in $(/bin/busybox --list); do
+        [ -e "$st/bin/$app" ] || ln -s busybox "$st/bin/$app"
+    done
+    for b in "${base_tools[@]:1}"; do stage_bin "$st" "$b"; done
+    install -m755 "$AETHER_ROOT/scripts/guest/init.sh" "$st/init"
+    mkdir -p "$(dirname "$base")"
+    (cd "$st" && find . | cpio -o -H newc --quiet) > "$base.tmp" && mv "$base.tmp" "$base"
+    rm -rf "$st"; trap - EXIT
+    ls -1t "$AETHER_CACHE"/initramfs/base-*.cpio | tail -n +3 | xargs -r rm -f
+fi
+
+run=$(mktemp -d "${TMPDIR:-/tmp}/aether-run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+st=$run/stage
+mkdir -p "$st/aether/bin" "$st/aether/guest"
+install -m755 "$job" "$st/aether/job.sh"
+if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$st/aether/job.args"; fi
+cp "$AETHER_ROOT"/scripts/guest/*.sh "$st/aether/guest/"
+[ -f "$AETHER_ROOT/aether.ko" ] && cp "$AETHER_ROOT/aether.ko" "$st/aether/"
+for b in "${bins[@]}"; do stage_bin "$st" "$b" "/aether/bin/$(basename "$b")"; done
+for f in "${files[@]}"; do cp -r "$f" "$st/aether/"; done
+(cd "$st" && find . | cpio -o -H newc --quiet) > "$run/run.cpio"
+cat "$base" "$run/run.cpio" > "$run/initrd.cpio"
+
+drives=()
+for i in $(seq 0 $((nvme - 1))); do
+    truncate -s "$disk_size" "$run/nvme$i.img"
+    drives+=(-drive "file=$run/nvme$i.img,if=none,id=nvm$i,format=raw,cache=none,aio=native"
+             -device "nvme,serial=aether$i,drive=nvm$i")
+done
+machine=(-machine q35,accel=tcg -cpu max)
+cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic kunit.filter_glob=aether* kmemleak=on"
+if [ "$iommu" = 1 ]; then
+    machine=(-machine q35,accel=tcg,kernel-irqchip=split -cpu max -device intel-iommu,intremap=on,caching-mode=on)
+    cmdline="$cmdline intel_iommu=on"
+fi
+
+logf=${logf:-$run/console.log}
+set +e
+timeout -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -smp "$smp" -m "$mem" \
+    -display none -monitor none -serial stdio -no-reboot \
+    -kernel "$kernel" -initrd "$run/initrd.cpio" -append "$cmdline$append" \
+    "${drives[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$logf" | { if [ $quiet = 1 ]; then cat >/dev/null; else cat; fi; }
+qrc=${PIPESTATUS[0]}
+set -e
+
+rc=$(sed -n 's/^@@AETHER-EXIT=\([0-9]*\)@@$/\1/p' "$logf" | tail -1)
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+    log "guest hung: killed after ${timeout_s}s (console log: $logf)"; exit 124
+fi
+if [ -z "$rc" ]; then
+    log "guest died without reporting (qemu exit $qrc); last console lines:"
+    tail -15 "$logf" >&2; exit 125
+fi
+exit "$rc"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make test`: host crate tests, aether.ko's KUnit suites and the integration
+# jobs in QEMU. Ends with one line "N passed, N failed"; exits non-zero when
+# anything failed or did not run.
+set -uo pipefail
+. "$(dirname "$0")/lib/common.sh"
+out=$AETHER_ROOT/build/test
+rm -rf "$out"; mkdir -p "$out"
+passed=0 failed=0
+pass() { passed=$((passed + $1)); }
+fail() { failed=$((failed + $1)); [ -z "${2:-}" ] || log "FAILED: $2"; }
+started=$SECONDS
+
+run_setup || { fail 1 "setup"; echo "$passed passed, $failed failed"; exit 1; }
+
+# 1. Host crates.
+log "cargo test (host crates)"
+(cd "$AETHER_ROOT" && cargo test --workspace --color never 2>&1) | tee "$out/cargo.log" | grep -E '^test result|panicked|error(\[|:)' >&2
+crc=${PIPESTATUS[0]}
+read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+                       END { print p + 0, f + 0 }' "$out/cargo.log")
+pass "$cp"; fail "$cf"
+[ "$crc" = 0 ] || [ "$cf" != 0 ] || fail 1 "cargo test exited $crc (build error?) - see $out/cargo.log"
+
+# 2. aether.ko (builds the cached kernel first if needed).
+if ! "$AETHER_ROOT/scripts/build-module.sh" > "$out/build.log" 2>&1; then
+    tail -20 "$out/build.log" >&2
+    fail 1 "building aether.ko - see $out/build.log"
+    echo "$passed passed, $failed failed"; exit 1
+fi
+pass 1
+ksrc=$("$AETHER_ROOT/scripts/build-kernel.sh" --src)
+
+# Counts a guest job's TAP lines and its KUnit KTAP (parsed by the kernel's own
+# tools/testing/kunit/kunit.py). A job that did not finish counts as a failure.
+count_job() {
+    local name=$1 rc=$2 logf=$3
+    local p f tap=$out/$name.tap
+    # The job's own TAP lines; KUnit's KTAP blocks are counted separately below.
+    sed '/^@@KTAP-BEGIN /,/^@@KTAP-END@@$/d' "$logf" | grep -E '^(not )?ok [0-9]+ ' > "$tap"
+    p=$(grep -c '^ok ' "$tap"); f=$(grep -c '^not ok ' "$tap")
+    grep '^not ok ' "$tap" | sed "s/^/[$name] /" >&2
+    pass "$p"; fail "$f"
+    local n=0
+    while IFS= read -r suite; do
+        n=$((n + 1))
+        sed -n "/^@@KTAP-BEGIN $suite@@\$/,/^@@KTAP-END@@\$/p" "$logf" | sed '1d;$d' > "$out/$name.$suite.ktap"
+        python3 "$ksrc/tools/testing/kunit/kunit.py" parse --json="$out/$name.$suite.json" \
+            "$out/$name.$suite.ktap" > "$out/$name.$suite.parsed" 2>&1
+        read -r kp kf < <(python3 - "$out/$name.$suite.json" <<'PY'
+import json, sys
+def walk(t):
+    p = f = 0
+    for c in t.get("test_cases", []):
+        if c["status"] == "PASS": p += 1
+        elif c["status"] != "SKIP": f += 1
+    for g in t.get("sub_groups", []):
+        gp, gf = walk(g); p += gp; f += gf
+    return p, f
+try:
+    p, f = walk(json.load(open(sys.argv[1])))
+    print(p, f)
+except Exception:
+    print(0, 1)
+PY
+)
+        log "[$name] KUnit $suite: $kp passed, $kf failed"
+        [ "$kf" = 0 ] || sed 's/^/    /' "$out/$name.$suite.parsed" >&2
+        pass "$kp"; fail "$kf"
+    done < <(sed -n 's/^@@KTAP-BEGIN \(.*\)@@$/\1/p' "$logf")
+    if [ "$rc" = 124 ] || [ "$rc" = 125 ]; then fail 1 "$name: guest did not finish (exit $rc) - see $logf"
+    elif [ "$rc" != 0 ] && [ "$f" = 0 ]; then fail 1 "$name: job exited $rc"; fi
+    log "[$name] TAP: $p passed, $f failed; KUnit suites: $n"
+}
+
+# 3. QEMU jobs: name, then qemu-run options.
+run_job() {
+    local name=$1; shift
+    log "QEMU job $name"
+    "$AETHER_ROOT/scripts/qemu-run.sh" --quiet --log "$out/$name.console.log" "$@"
+    count_job "$name" $? "$out/$name.console.log"
+}
+run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
+
+log "make test took $((SECONDS - started))s; logs in $out"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
