@@ -1,0 +1,117 @@
+//! aether-sim: a trace-driven prefetch simulator for aether and its baselines.
+//!
+//! Metrics (per workload and policy), with 4 KiB blocks:
+//!
+//! * `accuracy`   = prefetched blocks used / prefetched blocks issued;
+//! * `coverage`   = demand blocks served from prefetched data / demand blocks;
+//! * `timeliness` = prefetch hits whose data had arrived / prefetch hits;
+//! * `waste`      = prefetched bytes never used / demand bytes;
+//! * `hit_ratio`  = demand blocks resident (arrived) in the cache / demand blocks;
+//! * `demand_reads` = device reads issued for cache misses;
+//! * `prefetched_blocks` = blocks read by prefetching.
+//!
+//! Ratios with a zero denominator are reported as 0.
+
+pub mod model;
+pub mod policy;
+pub mod trace;
+
+pub use model::{run, Config, Metrics};
+pub use policy::{make, Policy, POLICIES};
+pub use trace::{parse_csv, synth, Op, Req, WORKLOADS};
+
+/// Run every policy in `policies` on one trace.
+pub fn run_all(workload: &str, reqs: &[Req], policies: &[&str], cfg: &Config) -> Vec<Metrics> {
+    policies
+        .iter()
+        .filter_map(|p| make(p))
+        .map(|mut p| run(workload, reqs, p.as_mut(), cfg))
+        .collect()
+}
+
+/// Run the built-in suite (all workloads x all policies).
+pub fn run_suite(seed: u64, cfg: &Config) -> Vec<Metrics> {
+    let mut out = Vec::new();
+    for w in WORKLOADS {
+        if let Some(reqs) = synth(w, seed) {
+            out.extend(run_all(w, &reqs, &POLICIES, cfg));
+        }
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.6}", v)
+    } else {
+        "null".into()
+    }
+}
+
+/// Render results as a JSON array (one object per workload and policy).
+pub fn to_json(ms: &[Metrics]) -> String {
+    let mut s = String::from("[\n");
+    for (i, m) in ms.iter().enumerate() {
+        s.push_str(&format!(
+            "  {{\"workload\": {}, \"policy\": {}, \"accuracy\": {}, \"coverage\": {}, \"timeliness\": {}, \"waste\": {}, \"hit_ratio\": {}, \"demand_reads\": {}, \"prefetched_blocks\": {}, \"read_requests\": {}, \"demand_blocks\": {}, \"used_blocks\": {}, \"mean_read_latency_us\": {}, \"p99_read_latency_us\": {}, \"elapsed_ms\": {}}}",
+            json_str(&m.workload),
+            json_str(&m.policy),
+            json_num(m.accuracy),
+            json_num(m.coverage),
+            json_num(m.timeliness),
+            json_num(m.waste),
+            json_num(m.hit_ratio),
+            m.demand_reads,
+            m.prefetched_blocks,
+            m.read_requests,
+            m.demand_blocks,
+            m.used_blocks,
+            json_num(m.mean_read_latency_us),
+            json_num(m.p99_read_latency_us),
+            json_num(m.elapsed_ms),
+        ));
+        s.push_str(if i + 1 < ms.len() { ",\n" } else { "\n" });
+    }
+    s.push(']');
+    s.push('\n');
+    s
+}
+
+/// Render results as a plain-text table.
+pub fn to_table(ms: &[Metrics]) -> String {
+    let mut s = format!(
+        "{:<13} {:<9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>12} {:>10} {:>9} {:>9}\n",
+        "workload", "policy", "accuracy", "coverage", "timeliness", "waste", "hit_ratio", "demand_reads", "prefetched", "mean_us", "p99_us"
+    );
+    for m in ms {
+        s.push_str(&format!(
+            "{:<13} {:<9} {:>7.1}% {:>7.1}% {:>9.1}% {:>7.1}% {:>8.1}% {:>12} {:>10} {:>9.1} {:>9.1}\n",
+            m.workload,
+            m.policy,
+            100.0 * m.accuracy,
+            100.0 * m.coverage,
+            100.0 * m.timeliness,
+            100.0 * m.waste,
+            100.0 * m.hit_ratio,
+            m.demand_reads,
+            m.prefetched_blocks,
+            m.mean_read_latency_us,
+            m.p99_read_latency_us
+        ));
+    }
+    s
+}

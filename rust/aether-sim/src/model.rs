@@ -1,0 +1,387 @@
+//! Device and cache model, the replay loop and the metrics.
+//!
+//! * Device: `queue_depth` parallel servers; a request of `b` bytes that
+//!   starts at `t` completes at `t + latency + b / bandwidth`.  Demand and
+//!   prefetch I/O share the servers (demand is submitted first).
+//! * Cache: 4 KiB blocks, LRU, bounded (`cache_blocks`).  It holds demand
+//!   and prefetched blocks; a prefetched block remembers whether it has
+//!   been used, which policy tag issued it and whether it carries a
+//!   readahead marker.  Writes and discards invalidate cached blocks
+//!   (write-through, no-allocate).
+//! * Time: closed loop (empty `ts_us`) issues the next request `think_us`
+//!   after the previous one completed; open loop issues at `ts_us`.
+
+use crate::policy::{Policy, Prefetch, ReadCtx};
+use crate::trace::{Op, Req, BS};
+use aether_core::Outcome;
+use std::collections::{HashMap, VecDeque};
+
+/// Simulation parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Per-request device latency, µs.
+    pub latency_us: u64,
+    /// Device bandwidth, MB/s (bytes per µs).
+    pub bandwidth_mbps: u64,
+    /// Device queue depth (parallel servers).
+    pub queue_depth: usize,
+    /// Cache size in 4 KiB blocks.
+    pub cache_blocks: usize,
+    /// Think time between closed-loop requests, µs.
+    pub think_us: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { latency_us: 100, bandwidth_mbps: 2000, queue_depth: 32, cache_blocks: 16_384, think_us: 20 }
+    }
+}
+
+/// Device: `queue_depth` servers with a fixed latency plus transfer time.
+#[derive(Debug, Clone)]
+pub struct Device {
+    free_at: Vec<u64>,
+    latency_ns: u64,
+    bandwidth_mbps: u64,
+    /// Requests submitted.
+    pub requests: u64,
+}
+
+impl Device {
+    /// A new idle device.
+    pub fn new(cfg: &Config) -> Self {
+        Device {
+            free_at: vec![0; cfg.queue_depth.max(1)],
+            latency_ns: cfg.latency_us * 1000,
+            bandwidth_mbps: cfg.bandwidth_mbps.max(1),
+            requests: 0,
+        }
+    }
+    /// Submit `bytes` at `t_ns`; returns the completion time.
+    pub fn submit(&mut self, t_ns: u64, bytes: u64) -> u64 {
+        self.requests += 1;
+        let (idx, free) = self.free_at.iter().copied().enumerate().min_by_key(|&(_, f)| f).unwrap_or((0, 0));
+        let start = t_ns.max(free);
+        let done = start + self.latency_ns + bytes.saturating_mul(1000) / self.bandwidth_mbps;
+        self.free_at[idx] = done;
+        done
+    }
+}
+
+/// State of a cached block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// When the data is (or will be) in memory, ns.
+    pub ready_ns: u64,
+    /// Brought in by a prefetch.
+    pub prefetched: bool,
+    /// A prefetched block that a demand read has used.
+    pub used: bool,
+    /// Policy tag of the prefetch (stream id).
+    pub tag: u32,
+    /// Readahead marker (`PG_readahead`).
+    pub marker: bool,
+    stamp: u64,
+}
+
+/// Bounded LRU block cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    map: HashMap<u64, Entry>,
+    lru: VecDeque<(u64, u64)>,
+    cap: usize,
+    clock: u64,
+}
+
+impl Cache {
+    /// An empty cache of `cap` blocks.
+    pub fn new(cap: usize) -> Self {
+        Cache { map: HashMap::new(), lru: VecDeque::new(), cap: cap.max(1), clock: 0 }
+    }
+    /// Is the block cached (arrived or in flight)?
+    pub fn contains(&self, block: u64) -> bool {
+        self.map.contains_key(&block)
+    }
+    /// Look at a block.
+    pub fn get(&self, block: u64) -> Option<&Entry> {
+        self.map.get(&block)
+    }
+    fn get_mut(&mut self, block: u64) -> Option<&mut Entry> {
+        self.map.get_mut(&block)
+    }
+    /// Number of cached blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    fn touch(&mut self, block: u64) {
+        self.clock += 1;
+        let c = self.clock;
+        if let Some(e) = self.map.get_mut(&block) {
+            e.stamp = c;
+            self.lru.push_back((block, c));
+        }
+        self.compact();
+    }
+    /// Insert a block; returns the evicted entries.
+    fn insert(&mut self, block: u64, mut e: Entry, evicted: &mut Vec<(u64, Entry)>) {
+        self.clock += 1;
+        e.stamp = self.clock;
+        self.map.insert(block, e);
+        self.lru.push_back((block, self.clock));
+        while self.map.len() > self.cap {
+            let Some((b, s)) = self.lru.pop_front() else { break };
+            if self.map.get(&b).map(|x| x.stamp) == Some(s) {
+                if let Some(old) = self.map.remove(&b) {
+                    evicted.push((b, old));
+                }
+            }
+        }
+        self.compact();
+    }
+    fn remove(&mut self, block: u64) -> Option<Entry> {
+        self.map.remove(&block)
+    }
+    fn compact(&mut self) {
+        // Drop stale queue entries when the queue grows much larger than the map.
+        if self.lru.len() > 4 * self.cap + 1024 {
+            let map = &self.map;
+            self.lru.retain(|(b, s)| map.get(b).map(|e| e.stamp) == Some(*s));
+        }
+    }
+    fn drain_unused_prefetched(&self) -> u64 {
+        self.map.values().filter(|e| e.prefetched && !e.used).count() as u64
+    }
+}
+
+/// Results of one run (see the crate docs for the definitions).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    /// Workload name.
+    pub workload: String,
+    /// Policy name.
+    pub policy: String,
+    /// Prefetched blocks used / prefetched blocks issued.
+    pub accuracy: f64,
+    /// Demand blocks served from prefetched data / demand blocks.
+    pub coverage: f64,
+    /// Prefetch hits whose data had arrived / prefetch hits.
+    pub timeliness: f64,
+    /// Prefetched bytes never used / demand bytes.
+    pub waste: f64,
+    /// Demand blocks found resident (arrived) in the cache / demand blocks.
+    pub hit_ratio: f64,
+    /// Device reads issued on the demand path (cache misses).
+    pub demand_reads: u64,
+    /// Blocks issued by prefetching.
+    pub prefetched_blocks: u64,
+    /// Demand read requests in the trace.
+    pub read_requests: u64,
+    /// Demand blocks (4 KiB).
+    pub demand_blocks: u64,
+    /// Prefetched blocks that were used.
+    pub used_blocks: u64,
+    /// Mean read latency, µs.
+    pub mean_read_latency_us: f64,
+    /// p99 read latency, µs.
+    pub p99_read_latency_us: f64,
+    /// Simulated time, ms.
+    pub elapsed_ms: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Replay `reqs` against `policy`.
+pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) -> Metrics {
+    let mut dev = Device::new(cfg);
+    let mut cache = Cache::new(cfg.cache_blocks);
+    let mut evicted = Vec::new();
+    let mut pf: Vec<Prefetch> = Vec::new();
+    let mut lat: Vec<u64> = Vec::new();
+    let (mut demand_blocks, mut demand_reads, mut read_requests) = (0u64, 0u64, 0u64);
+    let (mut prefetched, mut used, mut timely, mut resident) = (0u64, 0u64, 0u64, 0u64);
+    let mut prev_done = 0u64;
+    let mut last_t = 0u64;
+
+    let waste_fb = |policy: &mut dyn Policy, ev: &mut Vec<(u64, Entry)>| {
+        for (b, e) in ev.drain(..) {
+            if e.prefetched && !e.used {
+                policy.on_feedback(e.tag, b, Outcome::Wasted);
+            }
+        }
+    };
+
+    for r in reqs {
+        let t = match r.ts_us {
+            Some(ts) => (ts * 1000).max(last_t),
+            None => prev_done + if prev_done == 0 && last_t == 0 { 0 } else { cfg.think_us * 1000 },
+        };
+        last_t = t;
+        let first = r.lba / BS;
+        let end_sector = r.lba.saturating_add(r.sectors as u64);
+        let last = if r.sectors == 0 { first } else { (end_sector - 1) / BS };
+        match r.op {
+            Op::Flush => {
+                prev_done = t;
+            }
+            Op::Write | Op::Discard => {
+                if r.sectors == 0 {
+                    prev_done = t;
+                    continue;
+                }
+                for b in first..=last {
+                    if let Some(e) = cache.remove(b) {
+                        if e.prefetched && !e.used {
+                            policy.on_feedback(e.tag, b, Outcome::Wasted);
+                        }
+                    }
+                }
+                policy.on_write(t, r.lba, r.sectors);
+                prev_done = if r.op == Op::Write { dev.submit(t, r.sectors as u64 * 512) } else { t };
+            }
+            Op::Read => {
+                if r.sectors == 0 {
+                    prev_done = t;
+                    continue;
+                }
+                read_requests += 1;
+                let n = last - first + 1;
+                demand_blocks += n;
+                let mut first_miss = None;
+                let mut marker = None;
+                for b in first..=last {
+                    match cache.get_mut(b) {
+                        None => {
+                            if first_miss.is_none() {
+                                first_miss = Some(b);
+                            }
+                        }
+                        Some(e) => {
+                            if e.marker && marker.is_none() {
+                                marker = Some(b);
+                                e.marker = false;
+                            }
+                        }
+                    }
+                }
+                pf.clear();
+                {
+                    let ctx = ReadCtx { now_ns: t, lba: r.lba, sectors: r.sectors, first, last, first_miss, marker, cache: &cache };
+                    policy.on_read(&ctx, &mut pf);
+                }
+                // Demand: hits first (accounting), then one device read per missing run.
+                let mut done = t;
+                let mut run_start: Option<u64> = None;
+                let mut b = first;
+                while b <= last + 1 {
+                    let missing = b <= last && !cache.contains(b);
+                    if missing {
+                        if run_start.is_none() {
+                            run_start = Some(b);
+                        }
+                    } else {
+                        if let Some(s) = run_start.take() {
+                            let d = dev.submit(t, (b - s) * 4096);
+                            demand_reads += 1;
+                            for x in s..b {
+                                let e = Entry { ready_ns: d, prefetched: false, used: false, tag: 0, marker: false, stamp: 0 };
+                                cache.insert(x, e, &mut evicted);
+                            }
+                            done = done.max(d);
+                            waste_fb(policy, &mut evicted);
+                        }
+                        if let Some(&e) = cache.get(b).filter(|_| b <= last) {
+                            if e.ready_ns <= t {
+                                resident += 1;
+                            }
+                            if e.prefetched && !e.used {
+                                used += 1;
+                                let o = if e.ready_ns <= t {
+                                    timely += 1;
+                                    Outcome::Timely
+                                } else {
+                                    Outcome::Late
+                                };
+                                if let Some(m) = cache.get_mut(b) {
+                                    m.used = true;
+                                }
+                                policy.on_feedback(e.tag, b, o);
+                            }
+                            done = done.max(e.ready_ns);
+                            cache.touch(b);
+                        }
+                    }
+                    b += 1;
+                }
+                // Prefetches: skip cached blocks, one device request per contiguous run.
+                for p in pf.iter() {
+                    let mut s: Option<u64> = None;
+                    let end = p.block.saturating_add(p.nblocks);
+                    let mut x = p.block;
+                    while x <= end {
+                        let want = x < end && !cache.contains(x);
+                        if want {
+                            if s.is_none() {
+                                s = Some(x);
+                            }
+                        } else if let Some(st) = s.take() {
+                            let d = dev.submit(t, (x - st) * 4096);
+                            for y in st..x {
+                                let e = Entry {
+                                    ready_ns: d,
+                                    prefetched: true,
+                                    used: false,
+                                    tag: p.tag,
+                                    marker: p.marker == Some(y),
+                                    stamp: 0,
+                                };
+                                cache.insert(y, e, &mut evicted);
+                                prefetched += 1;
+                            }
+                            waste_fb(policy, &mut evicted);
+                        }
+                        if x == u64::MAX {
+                            break;
+                        }
+                        x += 1;
+                    }
+                }
+                let l = done - t;
+                lat.push(l);
+                policy.on_latency(l);
+                prev_done = done;
+            }
+        }
+    }
+    let leftover = cache.drain_unused_prefetched();
+    let _ = leftover;
+    lat.sort_unstable();
+    let mean = if lat.is_empty() { 0.0 } else { lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1000.0 };
+    let p99 = if lat.is_empty() { 0.0 } else { lat[((lat.len() * 99).div_ceil(100)).saturating_sub(1)] as f64 / 1000.0 };
+    Metrics {
+        workload: workload.to_string(),
+        policy: policy.name().to_string(),
+        accuracy: ratio(used, prefetched),
+        coverage: ratio(used, demand_blocks),
+        timeliness: ratio(timely, used),
+        waste: ratio(prefetched - used, demand_blocks),
+        hit_ratio: ratio(resident, demand_blocks),
+        demand_reads,
+        prefetched_blocks: prefetched,
+        read_requests,
+        demand_blocks,
+        used_blocks: used,
+        mean_read_latency_us: mean,
+        p99_read_latency_us: p99,
+        elapsed_ms: prev_done.max(last_t) as f64 / 1e6,
+    }
+}
