@@ -122,8 +122,7 @@ fn return_device(ctx: &Ctx, b: &Bdf, prev: Option<&str>, prev_override: Option<&
     let r = &ctx.roots;
     let mut errs = Vec::new();
     let cur = sys::driver_of(r, b);
-    if cur.is_some() && cur.as_deref() != prev {
-        let d = cur.unwrap();
+    if let Some(d) = cur.filter(|c| Some(c.as_str()) != prev) {
         if let Err(e) = w(ctx, &r.pci_driver(&d).join("unbind"), &b.to_string(), steps) {
             errs.push(e);
         }

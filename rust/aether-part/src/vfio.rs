@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn ioctl_numbers_are_vfio_io() {
         // _IO(';', 100) = 0x3b64; the VFIO ioctls are all argument-less _IO numbers.
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE) as u64, 0x3b64);
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 13) as u64, 0x3b71);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE), 0x3b64);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 13), 0x3b71);
     }
 }
