@@ -4,6 +4,11 @@
 //!
 //! The crate root holds only module lines and `module!`. Where to look:
 //! - `module.rs`: load and unload (target registration, the debugfs root).
+//! - `target.rs`: the device-mapper target; `map` is where every bio enters and
+//!   where the gate decides, `end_io` where it completes.
+//! - `telemetry.rs`: per-CPU counters and latency histograms.
+//! - `tuning.rs`, `debugfs_files.rs`, `params.rs`: debugfs, `dmsetup message`
+//!   and module parameters, all through one parser.
 //! - `../kernel_ext/`: the thin safe layer over C APIs 6.12's `kernel` crate lacks;
 //!   all `unsafe` lives there.
 //! - `../aether-core/`: the prefetch algorithm, shared unchanged with the host tools.
@@ -14,12 +19,16 @@ mod kernel_ext;
 
 // The host crate's files, compiled unchanged. Its `#![no_std]` is meaningful only
 // as a crate root, and its public API is crate-internal here.
-#[allow(unused_attributes, unreachable_pub, dead_code)]
+#[allow(unused_attributes, unused_imports, unreachable_pub, dead_code)]
 #[path = "../aether-core/src/lib.rs"]
 mod aether_core;
 
+mod debugfs_files;
 mod kunit_tests;
 mod module;
+mod target;
+mod telemetry;
+mod tuning;
 
 use kernel::prelude::*;
 use module::AetherModule;

@@ -5,7 +5,7 @@
 
 use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::kunit::{kunit_assert, kunit_suite};
-use kernel::{c_str, prelude::*};
+use kernel::c_str;
 
 /// A directory appears, nests, and is gone once its handles are dropped: creating
 /// the same name again only succeeds if the first one was removed.

@@ -1,26 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Module load and unload: owns everything that lives as long as aether.ko.
+//! Module load and unload: registers the `aether` target type and owns
+//! `/sys/kernel/debug/aether/`.
 
 use crate::kernel_ext::debugfs::Dir;
+use crate::kernel_ext::dm::Registration;
+use crate::target::AetherTarget;
 use kernel::{c_str, prelude::*};
 
-/// State that lives from `insmod` to `rmmod`.
+/// Target version reported by `dmsetup targets`.
+const TARGET_VERSION: [u32; 3] = [0, 1, 0];
+
+/// State that lives from `insmod` to `rmmod`. device-mapper holds a module
+/// reference for every live `aether` table, so `rmmod` is refused (EBUSY)
+/// while any device exists.
 pub(crate) struct AetherModule {
-    /// `/sys/kernel/debug/aether/`; per-device directories hang below it.
-    _debugfs_root: Dir,
+    _registration: Pin<KBox<Registration<AetherTarget>>>,
 }
 
 impl kernel::Module for AetherModule {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs_root = Dir::new(c_str!("aether"));
-        pr_info!("aether: loaded (debugfs: {})\n", if debugfs_root.is_present() { "yes" } else { "no" });
-        Ok(Self { _debugfs_root: debugfs_root })
+        let registration = KBox::pin_init(Registration::new(c_str!("aether"), TARGET_VERSION, module, debugfs_root), GFP_KERNEL)
+            .inspect_err(|e| pr_err!("cannot register the device-mapper target: error {}\n", e.to_errno()))?;
+        pr_info!("target registered (version {}.{}.{})\n", TARGET_VERSION[0], TARGET_VERSION[1], TARGET_VERSION[2]);
+        Ok(Self { _registration: registration })
     }
 }
 
 impl Drop for AetherModule {
     fn drop(&mut self) {
-        pr_info!("aether: unloaded\n");
+        pr_info!("unloaded\n");
     }
 }

@@ -96,7 +96,7 @@ pub(crate) const MAX_WRITE: usize = 64;
 
 /// What `i_private` points to: a thin pointer to the file's operations.
 struct Slot {
-    ops: KBox<dyn FileOps>,
+    ops: Arc<dyn FileOps>,
 }
 
 /// Owning handle to a debugfs file; removing it waits for in-flight reads and
@@ -122,10 +122,11 @@ impl Dir {
     /// Creates file `name` in this directory, read-only (0444) unless
     /// `writable` (0644). Fails only if memory runs out; an absent directory
     /// gives an absent file.
-    pub(crate) fn file(&self, name: &CStr, writable: bool, ops: KBox<dyn FileOps>) -> Result<File> {
+    pub(crate) fn file<T: FileOps + 'static>(&self, name: &CStr, writable: bool, ops: T) -> Result<File> {
         let Some(dir) = &self.entry else {
             return Ok(File { dentry: core::ptr::null_mut(), slot: None, _dir: None });
         };
+        let ops: Arc<dyn FileOps> = Arc::new(ops, GFP_KERNEL)?;
         let slot = KBox::new(Slot { ops }, GFP_KERNEL)?;
         let mode: u16 = if writable { 0o644 } else { 0o444 };
         // SAFETY: `name` is NUL-terminated; `dir.dentry` is valid (`Entry`

@@ -3,9 +3,14 @@
 //! Safe abstractions over the C APIs that the 6.12 `kernel` crate does not cover.
 //!
 //! Every `unsafe` block of aether lives below this directory. The shapes follow
-//! upstream's later abstractions (6.18's `debugfs::Dir`, 6.15's KUnit suites), so
-//! the driver can move to them on newer kernels by changing imports.
+//! upstream's later abstractions (6.18's `debugfs::Dir`, 6.15's KUnit suites,
+//! the percpu series' `PerCpu`, the block layer's `Bio`), so the driver can move
+//! to them on newer kernels by changing imports.
 
 pub(crate) mod bindings;
+pub(crate) mod bio;
 pub(crate) mod debugfs;
+pub(crate) mod dm;
 pub(crate) mod kunit;
+pub(crate) mod percpu;
+pub(crate) mod time;

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/sys/kernel/debug/aether/<dm-name>/`: a device's tunables and telemetry.
+//!
+//! Writable: `phi`, `epsilon`, `lambda1..3`, `bias`, `learning_rate`, `enabled`.
+//! Read-only: `stats` (`key: value` per line) and `latency_histogram`.
+//! A write takes one whole value; anything refused returns an errno, logs one
+//! line, and changes nothing.
+
+use crate::aether_core::ParamId;
+use crate::kernel_ext::debugfs::{Dir, File, FileOps};
+use crate::target::Shared;
+use crate::tuning::{self, Tunable};
+use core::fmt::Write;
+use kernel::{prelude::*, str::CStr, sync::Arc};
+
+/// A tunable as a file.
+struct TunableFile {
+    shared: Arc<Shared>,
+    tunable: Tunable,
+}
+
+impl FileOps for TunableFile {
+    fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
+        self.shared.get(self.tunable, out)?;
+        out.write_str("\n")
+    }
+
+    fn store(&self, input: &[u8]) -> Result {
+        let name = self.tunable.name();
+        let result = tuning::input_str(input).and_then(|value| self.shared.set(name, value));
+        result.map_err(|e| {
+            pr_err!("debugfs {}: write refused: {}\n", name, e.as_str());
+            e.errno()
+        })
+    }
+}
+
+/// `stats`: every counter, `key: value` per line.
+struct StatsFile(Arc<Shared>);
+
+impl FileOps for StatsFile {
+    fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
+        self.0.write_stats(out, ": ", "\n")
+    }
+}
+
+/// `latency_histogram`: log2 buckets of read and write completion latency.
+struct HistogramFile(Arc<Shared>);
+
+impl FileOps for HistogramFile {
+    fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
+        self.0.telemetry.snapshot().write_histograms(out)
+    }
+}
+
+/// A device's directory and files; all removed on drop.
+pub(crate) struct DeviceFiles {
+    // Files first: they go before their directory.
+    _files: KVec<File>,
+    _dir: Dir,
+}
+
+impl DeviceFiles {
+    pub(crate) fn new(root: &Dir, name: &CStr, shared: &Arc<Shared>) -> Result<Self> {
+        let dir = root.subdir(name);
+        let mut files = KVec::new();
+        for id in ParamId::ALL {
+            let ops = TunableFile { shared: shared.clone(), tunable: Tunable::Gate(id) };
+            files.push(dir.file(param_cstr(id), true, ops)?, GFP_KERNEL)?;
+        }
+        let enabled = TunableFile { shared: shared.clone(), tunable: Tunable::Enabled };
+        files.push(dir.file(kernel::c_str!("enabled"), true, enabled)?, GFP_KERNEL)?;
+        files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(shared.clone()))?, GFP_KERNEL)?;
+        let hist = HistogramFile(shared.clone());
+        files.push(dir.file(kernel::c_str!("latency_histogram"), false, hist)?, GFP_KERNEL)?;
+        Ok(Self { _files: files, _dir: dir })
+    }
+}
+
+/// A parameter's name as a C string for debugfs.
+fn param_cstr(id: ParamId) -> &'static CStr {
+    match id {
+        ParamId::Phi => kernel::c_str!("phi"),
+        ParamId::Epsilon => kernel::c_str!("epsilon"),
+        ParamId::Lambda1 => kernel::c_str!("lambda1"),
+        ParamId::Lambda2 => kernel::c_str!("lambda2"),
+        ParamId::Lambda3 => kernel::c_str!("lambda3"),
+        ParamId::Bias => kernel::c_str!("bias"),
+        ParamId::LearningRate => kernel::c_str!("learning_rate"),
+    }
+}

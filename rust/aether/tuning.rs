@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tuning: one path from text to parameters for every interface.
+//!
+//! debugfs files, `dmsetup message`, table arguments and module parameters all
+//! end up in [`apply`], which uses aether-core's parser, so the same input is
+//! accepted or refused the same way everywhere, and a refused input changes
+//! nothing.
+
+use crate::aether_core::{ParamError, ParamId, Params};
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use kernel::prelude::*;
+
+/// A tunable of a device: one of the gate's parameters, or `enabled`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tunable {
+    Gate(ParamId),
+    Enabled,
+}
+
+impl Tunable {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        if name == "enabled" {
+            return Some(Tunable::Enabled);
+        }
+        ParamId::from_name(name).map(Tunable::Gate)
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Tunable::Gate(id) => id.name(),
+            Tunable::Enabled => "enabled",
+        }
+    }
+}
+
+/// Why a tuning input was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TuneError {
+    UnknownName,
+    Value(ParamError),
+    NotBool,
+}
+
+impl TuneError {
+    pub(crate) fn errno(self) -> Error {
+        match self {
+            TuneError::Value(ParamError::Overflow) | TuneError::Value(ParamError::OutOfRange) => ERANGE,
+            _ => EINVAL,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TuneError::UnknownName => "unknown parameter",
+            TuneError::Value(e) => e.as_str(),
+            TuneError::NotBool => "expected 0 or 1",
+        }
+    }
+}
+
+/// Text as written by a user: UTF-8 with at most one trailing newline (from
+/// `echo`); any other byte outside the value is an error for the parser.
+pub(crate) fn input_str(raw: &[u8]) -> Result<&str, TuneError> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    core::str::from_utf8(raw).map_err(|_| TuneError::Value(ParamError::Invalid))
+}
+
+/// Parses `enabled`'s value.
+pub(crate) fn parse_bool(s: &str) -> Result<bool, TuneError> {
+    match s {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(TuneError::NotBool),
+    }
+}
+
+/// Sets `name` to `value` in `params`/`enabled`, or changes nothing.
+pub(crate) fn apply(params: &mut Params, enabled: &mut bool, name: &str, value: &str) -> Result<(), TuneError> {
+    match Tunable::from_name(name).ok_or(TuneError::UnknownName)? {
+        Tunable::Enabled => {
+            *enabled = parse_bool(value)?;
+            Ok(())
+        }
+        Tunable::Gate(_) => {
+            // Parse into a copy so a refused value leaves `params` untouched.
+            let mut next = *params;
+            next.set(name, value).map_err(TuneError::Value)?;
+            *params = next;
+            Ok(())
+        }
+    }
+}
+
+/// Writes the current value of `t`.
+pub(crate) fn show(params: &Params, enabled: bool, t: Tunable, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    match t {
+        Tunable::Enabled => write!(w, "{}", u8::from(enabled)),
+        Tunable::Gate(id) => {
+            let mut adapter = FmtAdapter(w);
+            crate::aether_core::format_q16(params.get_q16(id), &mut adapter)
+        }
+    }
+}
+
+/// Lets the core's generic formatter write into a `dyn Write`.
+struct FmtAdapter<'a>(&'a mut dyn core::fmt::Write);
+
+impl core::fmt::Write for FmtAdapter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.write_str(s)
+    }
+}
+
+/// Module-wide defaults for new devices (`/sys/module/aether/parameters/`),
+/// stored as the core's fixed-point values.
+pub(crate) struct Defaults {
+    values: [AtomicI32; ParamId::ALL.len()],
+    enabled: AtomicI32,
+}
+
+pub(crate) static DEFAULTS: Defaults = Defaults::new();
+
+impl Defaults {
+    const fn new() -> Self {
+        let d = Params::DEFAULT;
+        Self {
+            values: [
+                AtomicI32::new(d.phi),
+                AtomicI32::new(d.epsilon),
+                AtomicI32::new(d.lambda1),
+                AtomicI32::new(d.lambda2),
+                AtomicI32::new(d.lambda3),
+                AtomicI32::new(d.bias),
+                AtomicI32::new(d.learning_rate),
+            ],
+            enabled: AtomicI32::new(1),
+        }
+    }
+
+    /// The defaults a new device starts with.
+    pub(crate) fn load(&self) -> (Params, bool) {
+        let mut p = Params::DEFAULT;
+        for (id, v) in ParamId::ALL.iter().zip(self.values.iter()) {
+            // Stored values were validated when set, so this cannot fail.
+            let _ = p.set_q16(*id, v.load(Relaxed));
+        }
+        (p, self.enabled.load(Relaxed) != 0)
+    }
+
+    /// Sets one default through the same parser as everything else.
+    pub(crate) fn set(&self, name: &str, value: &str) -> Result<(), TuneError> {
+        let (mut p, mut enabled) = self.load();
+        apply(&mut p, &mut enabled, name, value)?;
+        for (id, v) in ParamId::ALL.iter().zip(self.values.iter()) {
+            v.store(p.get_q16(*id), Relaxed);
+        }
+        self.enabled.store(i32::from(enabled), Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! device-mapper targets.
+//!
+//! A target implements [`TargetOperations`]; [`Registration`] builds the C
+//! `struct target_type` from it (the same shape as `kernel::block::mq`'s
+//! `OperationsVTable`) and registers it for as long as the registration lives.
+//! The trampolines here are the only code that sees raw `dm_target` pointers.
+
+use super::bindings;
+use super::bio::Bio;
+use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use core::marker::PhantomData;
+use kernel::{
+    error::{to_result, Error},
+    init::PinInit,
+    prelude::*,
+    str::CStr,
+    types::{ForeignOwnable, Opaque},
+    ThisModule,
+};
+
+/// What a target's `map` did with a bio.
+pub(crate) enum MapResult {
+    /// The bio was remapped; device-mapper submits it (`DM_MAPIO_REMAPPED`).
+    Remapped,
+    /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
+    Kill,
+}
+
+/// Which `dmsetup` view a status call is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusType {
+    /// `dmsetup status`.
+    Info,
+    /// `dmsetup table`: the constructor arguments.
+    Table,
+    /// The IMA measurement record.
+    Ima,
+}
+
+/// Completion status of a bio, as the block layer reports it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlkStatus(u8);
+
+impl BlkStatus {
+    pub(crate) fn is_ok(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The target instance being constructed or running: one table line.
+///
+/// # Invariants
+///
+/// `ptr` points to the `dm_target` device-mapper passed to the current callback;
+/// it is valid for the callback's duration and, for fields device-mapper leaves
+/// to the target, writable during `ctr`.
+pub(crate) struct Target {
+    ptr: *mut bindings::dm_target,
+}
+
+impl Target {
+    /// Start of this line in the mapped device, in sectors.
+    pub(crate) fn begin(&self) -> u64 {
+        // SAFETY: `ptr` is valid by the type invariant.
+        unsafe { (*self.ptr).begin }
+    }
+
+    /// Length of this line, in sectors.
+    pub(crate) fn len(&self) -> u64 {
+        // SAFETY: `ptr` is valid by the type invariant.
+        unsafe { (*self.ptr).len }
+    }
+
+    /// The mapped device's name (`dmsetup create NAME`), copied into `buf`.
+    /// Only valid in `ctr`.
+    pub(crate) fn device_name<'a>(&self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
+        // SAFETY: `ptr` and its table are valid (type invariant); `buf` has the
+        // `DM_NAME_LEN` bytes the function writes at most; a null uuid pointer
+        // skips the uuid. It takes `_hash_lock`, which `ctr` runs outside of
+        // (dm-ioctl's table_load), so this must be called from `ctr` only.
+        let r = unsafe {
+            bindings::dm_copy_name_and_uuid(
+                bindings::dm_table_get_md((*self.ptr).table),
+                buf.as_mut_ptr().cast(),
+                core::ptr::null_mut(),
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        let len = buf.iter().position(|&b| b == 0)?;
+        CStr::from_bytes_with_nul(buf.get(..=len)?).ok().filter(|n| !n.is_empty())
+    }
+
+    /// Sets the message `dmsetup` shows when `ctr` fails.
+    pub(crate) fn set_error(&mut self, msg: &'static CStr) {
+        // SAFETY: `ptr` is valid by the type invariant; device-mapper only reads
+        // `error` (never frees it), and `msg` is static.
+        unsafe { (*self.ptr).error = msg.as_char_ptr() as *mut c_char };
+    }
+
+    /// Asks for one clone each of flush, discard and write-zeroes bios, and
+    /// reserves `size_of::<P>()` bytes of per-bio data: a pass-through setup.
+    fn setup_passthrough<P>(&mut self) {
+        // SAFETY: `ptr` is valid and writable during `ctr` by the type invariant.
+        unsafe {
+            let ti = &mut *self.ptr;
+            ti.num_flush_bios = 1;
+            ti.num_discard_bios = 1;
+            ti.num_write_zeroes_bios = 1;
+            ti.per_io_data_size = core::mem::size_of::<P>() as c_uint;
+        }
+    }
+}
+
+/// An underlying device opened for a target with `dm_get_device`.
+///
+/// # Invariants
+///
+/// `dev` was returned by `dm_get_device` for `target` and has not been put;
+/// `target` outlives this value (targets drop their devices in `dtr` at the
+/// latest, before device-mapper frees the `dm_target`).
+pub(crate) struct DmDev {
+    dev: *mut bindings::dm_dev,
+    target: *mut bindings::dm_target,
+}
+
+// SAFETY: A `dm_dev` is reference counted by device-mapper and usable from any
+// thread; `DmDev` only reads it.
+unsafe impl Send for DmDev {}
+// SAFETY: See `Send`.
+unsafe impl Sync for DmDev {}
+
+impl DmDev {
+    /// Opens `path` (e.g. `/dev/nvme0n1` or `259:0`) with the table's mode.
+    pub(crate) fn open(target: &mut Target, path: &CStr) -> Result<Self> {
+        let mut dev = core::ptr::null_mut();
+        // SAFETY: `target.ptr` is valid during `ctr`; `path` is NUL-terminated;
+        // `dev` is a valid out-pointer.
+        to_result(unsafe {
+            bindings::dm_get_device(target.ptr, path.as_char_ptr(), bindings::dm_table_get_mode((*target.ptr).table), &mut dev)
+        })?;
+        // INVARIANT: `dev` was just returned by `dm_get_device` for `target`.
+        Ok(Self { dev, target: target.ptr })
+    }
+
+    pub(crate) fn bdev(&self) -> *mut bindings::block_device {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { (*self.dev).bdev }
+    }
+
+    /// The device's name as device-mapper prints it (`major:minor`).
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: `dev` is valid by the type invariant and `name` is a
+        // NUL-terminated array inside it.
+        unsafe { CStr::from_char_ptr((*self.dev).name.as_ptr()) }
+    }
+
+    /// Size of the device in sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        // SAFETY: `bdev()` is a live block device.
+        unsafe { bindings::aether_bdev_nr_sectors(self.bdev()) }
+    }
+}
+
+impl Drop for DmDev {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `dev` is held for `target`, which is alive.
+        unsafe { bindings::dm_put_device(self.target, self.dev) };
+    }
+}
+
+/// Writes `dmsetup status`/`table`/`message` output into device-mapper's buffer,
+/// truncating like `DMEMIT` when it is full.
+pub(crate) struct ResultWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> ResultWriter<'a> {
+    /// # Safety
+    ///
+    /// `ptr` must be valid for writes of `maxlen` bytes for `'a`.
+    unsafe fn from_raw(ptr: *mut c_char, maxlen: c_uint) -> Self {
+        let buf: &mut [u8] = if ptr.is_null() || maxlen == 0 {
+            &mut []
+        } else {
+            // SAFETY: Guaranteed by the caller.
+            unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), maxlen as usize) }
+        };
+        if let Some(first) = buf.first_mut() {
+            *first = 0;
+        }
+        Self { buf, len: 0 }
+    }
+
+    /// Whether anything was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl core::fmt::Write for ResultWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // Keep one byte for the terminating NUL.
+        let room = self.buf.len().saturating_sub(self.len + 1);
+        let n = s.len().min(room);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), s.as_bytes().get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
+        if let Some(end) = self.buf.get_mut(self.len) {
+            *end = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Calls device-mapper's callout for each underlying device (`iterate_devices`).
+pub(crate) struct DeviceVisitor {
+    target: *mut bindings::dm_target,
+    callout: bindings::iterate_devices_callout_fn,
+    data: *mut c_void,
+}
+
+impl DeviceVisitor {
+    /// Reports that `dev` backs `len` sectors of this target starting at `start`.
+    pub(crate) fn visit(&mut self, dev: &DmDev, start: u64, len: u64) -> c_int {
+        match self.callout {
+            // SAFETY: device-mapper passed `callout` and `data` together for this
+            // target; `dev.dev` is held by the target (type invariant of `DmDev`).
+            Some(f) => unsafe { f(self.target, dev.dev, start, len, self.data) },
+            None => 0,
+        }
+    }
+}
+
+/// The callbacks of a device-mapper target; one `Self` per table line.
+pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
+    /// Per-bio state device-mapper reserves in front of every bio it maps.
+    type PerBio: Copy;
+
+    /// Data the registration owns and every constructor sees.
+    type Context: Send + Sync;
+
+    /// Builds the target from its table arguments; on error, call
+    /// [`Target::set_error`] so `dmsetup` can say why.
+    fn ctr(ctx: &Self::Context, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>>;
+
+    /// Maps a bio: remap it to an underlying device, or kill it.
+    fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut Self::PerBio) -> MapResult;
+
+    /// Observes a bio's completion.
+    fn end_io(&self, bio: &Bio, per_bio: &Self::PerBio, status: BlkStatus);
+
+    /// Writes `dmsetup status`/`table` output.
+    fn status(&self, kind: StatusType, out: &mut ResultWriter<'_>);
+
+    /// Handles `dmsetup message`; output written to `out` is returned to the user.
+    fn message(&self, args: &[&CStr], out: &mut ResultWriter<'_>) -> Result;
+
+    /// Reports every underlying device to `visitor`.
+    fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int;
+}
+
+/// Longest device-mapper device name, with its NUL (`DM_NAME_LEN`).
+pub(crate) const DM_NAME_LEN: usize = bindings::DM_NAME_LEN as usize;
+
+/// Most arguments a table line or message may have.
+const MAX_ARGS: usize = 32;
+
+/// Collects `argv` into `out` as `&CStr`s.
+///
+/// # Safety
+///
+/// `argv` must point to `argc` valid NUL-terminated strings that outlive `'a`.
+unsafe fn collect_args<'a>(argc: c_uint, argv: *mut *mut c_char, out: &mut [&'a CStr; MAX_ARGS]) -> Result<usize> {
+    let n = argc as usize;
+    if n > MAX_ARGS {
+        return Err(E2BIG);
+    }
+    for (i, slot) in out.iter_mut().enumerate().take(n) {
+        // SAFETY: `i < argc`, so `argv.add(i)` is in bounds and holds a valid
+        // NUL-terminated string (caller's guarantee).
+        *slot = unsafe { CStr::from_char_ptr(*argv.add(i)) };
+    }
+    Ok(n)
+}
+
+/// Per-bio data of `bio` for target type `T`.
+///
+/// # Safety
+///
+/// `bio` must be a bio device-mapper is mapping or completing for a target of
+/// type `T`, which set `per_io_data_size` to `size_of::<T::PerBio>()`.
+unsafe fn per_bio<'a, T: TargetOperations>(bio: *mut bindings::bio) -> &'a mut T::PerBio {
+    // SAFETY: device-mapper reserved this many suitably aligned bytes in front of
+    // the bio (caller's guarantee); they belong to the target until completion.
+    unsafe { &mut *bindings::dm_per_bio_data(bio, core::mem::size_of::<T::PerBio>()).cast::<T::PerBio>() }
+}
+
+/// The target's private data.
+///
+/// # Safety
+///
+/// `ti` must be a target of type `T` whose `ctr` succeeded and whose `dtr` has
+/// not run.
+unsafe fn private<'a, T: TargetOperations>(ti: *mut bindings::dm_target) -> Pin<&'a T> {
+    // SAFETY: `ctr` stored `Pin<KBox<T>>::into_foreign()` in `private`, which
+    // stays there until `dtr` (caller's guarantee).
+    unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) }
+}
+
+struct VTable<T>(PhantomData<T>);
+
+impl<T: TargetOperations> VTable<T> {
+    unsafe extern "C" fn ctr(ti: *mut bindings::dm_target, argc: c_uint, argv: *mut *mut c_char) -> c_int {
+        let mut target = Target { ptr: ti };
+        let mut args: [&CStr; MAX_ARGS] = [kernel::c_str!(""); MAX_ARGS];
+        // SAFETY: device-mapper passes `argc` valid strings that live until `ctr` returns.
+        let n = match unsafe { collect_args(argc, argv, &mut args) } {
+            Ok(n) => n,
+            Err(e) => {
+                target.set_error(kernel::c_str!("Too many arguments"));
+                return e.to_errno();
+            }
+        };
+        target.setup_passthrough::<T::PerBio>();
+        // SAFETY: `ti->type` is the `target_type` inside a live `Registration<T>`:
+        // device-mapper only calls our `ctr` for targets of the type we
+        // registered, and holds a module reference meanwhile.
+        let reg = unsafe { &*kernel::container_of!((*ti).type_.cast::<Opaque<bindings::target_type>>(), Registration<T>, tt) };
+        match T::ctr(&reg.ctx, &mut target, args.get(..n).unwrap_or(&[])) {
+            Ok(private) => {
+                // SAFETY: `ti` is valid during `ctr`.
+                unsafe { (*ti).private = private.into_foreign() as *mut c_void };
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn dtr(ti: *mut bindings::dm_target) {
+        // SAFETY: `ctr` succeeded for this target (device-mapper only calls `dtr`
+        // then), so `private` holds our `into_foreign` pointer; we take it back once.
+        drop(unsafe { <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*ti).private) });
+    }
+
+    unsafe extern "C" fn map(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
+        // SAFETY: `map` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        // SAFETY: device-mapper hands us this bio exclusively until we return.
+        let mut b = unsafe { Bio::from_raw(bio) };
+        // SAFETY: the bio belongs to a target of type `T`.
+        let pb = unsafe { per_bio::<T>(bio) };
+        match this.map(&Target { ptr: ti }, &mut b, pb) {
+            MapResult::Remapped => bindings::DM_MAPIO_REMAPPED as c_int,
+            MapResult::Kill => bindings::DM_MAPIO_KILL as c_int,
+        }
+    }
+
+    unsafe extern "C" fn end_io(ti: *mut bindings::dm_target, bio: *mut bindings::bio, error: *mut u8) -> c_int {
+        // SAFETY: `end_io` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        // SAFETY: the completing bio is ours until we return.
+        let b = unsafe { Bio::from_raw(bio) };
+        // SAFETY: the bio was mapped by a target of type `T`.
+        let pb = unsafe { per_bio::<T>(bio) };
+        // SAFETY: `error` points to the bio's completion status.
+        let status = BlkStatus(if error.is_null() { 0 } else { unsafe { *error } });
+        this.end_io(&b, pb, status);
+        bindings::DM_ENDIO_DONE as c_int
+    }
+
+    unsafe extern "C" fn status(
+        ti: *mut bindings::dm_target,
+        kind: bindings::status_type_t,
+        _flags: c_uint,
+        result: *mut c_char,
+        maxlen: c_uint,
+    ) {
+        // SAFETY: `status` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        // SAFETY: device-mapper gives us `maxlen` writable bytes at `result`.
+        let mut out = unsafe { ResultWriter::from_raw(result, maxlen) };
+        let kind = match kind {
+            bindings::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+            bindings::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+            _ => StatusType::Ima,
+        };
+        this.status(kind, &mut out);
+    }
+
+    unsafe extern "C" fn message(
+        ti: *mut bindings::dm_target,
+        argc: c_uint,
+        argv: *mut *mut c_char,
+        result: *mut c_char,
+        maxlen: c_uint,
+    ) -> c_int {
+        // SAFETY: `message` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        let mut args: [&CStr; MAX_ARGS] = [kernel::c_str!(""); MAX_ARGS];
+        // SAFETY: device-mapper passes `argc` valid strings that live until we return.
+        let n = match unsafe { collect_args(argc, argv, &mut args) } {
+            Ok(n) => n,
+            Err(e) => return e.to_errno(),
+        };
+        // SAFETY: device-mapper gives us `maxlen` writable bytes at `result`.
+        let mut out = unsafe { ResultWriter::from_raw(result, maxlen) };
+        match this.message(args.get(..n).unwrap_or(&[]), &mut out) {
+            // 1 tells device-mapper that `result` holds output for the user.
+            Ok(()) => c_int::from(!out.is_empty()),
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn iterate_devices(
+        ti: *mut bindings::dm_target,
+        callout: bindings::iterate_devices_callout_fn,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: `iterate_devices` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        let mut visitor = DeviceVisitor { target: ti, callout, data };
+        this.iterate_devices(&Target { ptr: ti }, &mut visitor)
+    }
+}
+
+/// A registered target type; unregistered on drop.
+///
+/// # Invariants
+///
+/// `tt` holds a `target_type` whose callbacks are `VTable<T>`'s, registered with
+/// device-mapper from successful initialisation until drop. Constructors reach
+/// `ctx` from `ti->type` (`container_of`), so both stay at a fixed address.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Registration<T: TargetOperations> {
+    #[pin]
+    tt: Opaque<bindings::target_type>,
+    ctx: T::Context,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: After registration, device-mapper owns the `target_type` and
+// serialises its use; we only pass its address back on drop.
+unsafe impl<T: TargetOperations> Send for Registration<T> {}
+// SAFETY: See `Send`; `&Registration` exposes nothing.
+unsafe impl<T: TargetOperations> Sync for Registration<T> {}
+
+impl<T: TargetOperations> Registration<T> {
+    /// Registers target type `name` at `version` owned by `module`; its
+    /// constructors get `ctx`.
+    pub(crate) fn new(
+        name: &'static CStr,
+        version: [u32; 3],
+        module: &'static ThisModule,
+        ctx: T::Context,
+    ) -> impl PinInit<Self, Error> {
+        let tt_init = move |slot: *mut bindings::target_type| -> Result {
+            let tt = bindings::target_type {
+                name: name.as_char_ptr(),
+                module: module.as_ptr().cast(),
+                version,
+                ctr: Some(VTable::<T>::ctr),
+                dtr: Some(VTable::<T>::dtr),
+                map: Some(VTable::<T>::map),
+                end_io: Some(VTable::<T>::end_io),
+                status: Some(VTable::<T>::status),
+                message: Some(VTable::<T>::message),
+                iterate_devices: Some(VTable::<T>::iterate_devices),
+                ..Default::default()
+            };
+            // SAFETY: `slot` is valid for writes (pin-init contract) and pinned, so
+            // the address device-mapper keeps stays valid until `PinnedDrop`.
+            unsafe {
+                slot.write(tt);
+                to_result(bindings::dm_register_target(slot))
+            }
+        };
+        // SAFETY: On success the `tt` slot is fully initialised and registered; on
+        // error nothing was registered and the slot needs no cleanup.
+        let tt = unsafe { kernel::init::pin_init_from_closure(move |slot: *mut Opaque<bindings::target_type>| tt_init(Opaque::raw_get(slot))) };
+        // `ctx` is written before `tt` registers the type, so a constructor
+        // never sees it uninitialised.
+        try_pin_init!(Self { ctx, tt <- tt, _t: PhantomData })
+    }
+}
+
+#[pinned_drop]
+impl<T: TargetOperations> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered since initialisation (type invariant). device-mapper
+        // holds a module reference for every live target of this type, so none
+        // exists when the module (and thus this registration) goes away.
+        unsafe { bindings::dm_unregister_target(self.tt.get()) };
+    }
+}
