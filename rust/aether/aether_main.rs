@@ -26,6 +26,7 @@ mod aether_core;
 mod debugfs_files;
 mod kunit_tests;
 mod module;
+mod params;
 mod target;
 mod telemetry;
 mod tuning;

@@ -9,26 +9,25 @@
 
 use crate::aether_core::ParamId;
 use crate::kernel_ext::debugfs::{Dir, File, FileOps};
-use crate::target::Shared;
-use crate::tuning::{self, Tunable};
+use crate::tuning::{self, DeviceTuning, Tunable};
 use core::fmt::Write;
 use kernel::{prelude::*, str::CStr, sync::Arc};
 
 /// A tunable as a file.
-struct TunableFile {
-    shared: Arc<Shared>,
+struct TunableFile<D> {
+    dev: Arc<D>,
     tunable: Tunable,
 }
 
-impl FileOps for TunableFile {
+impl<D: DeviceTuning> FileOps for TunableFile<D> {
     fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
-        self.shared.get(self.tunable, out)?;
+        self.dev.get(self.tunable, out)?;
         out.write_str("\n")
     }
 
     fn store(&self, input: &[u8]) -> Result {
         let name = self.tunable.name();
-        let result = tuning::input_str(input).and_then(|value| self.shared.set(name, value));
+        let result = tuning::input_str(input).and_then(|value| self.dev.set(name, value));
         result.map_err(|e| {
             pr_err!("debugfs {}: write refused: {}\n", name, e.as_str());
             e.errno()
@@ -37,20 +36,20 @@ impl FileOps for TunableFile {
 }
 
 /// `stats`: every counter, `key: value` per line.
-struct StatsFile(Arc<Shared>);
+struct StatsFile<D>(Arc<D>);
 
-impl FileOps for StatsFile {
+impl<D: DeviceTuning> FileOps for StatsFile<D> {
     fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
         self.0.write_stats(out, ": ", "\n")
     }
 }
 
 /// `latency_histogram`: log2 buckets of read and write completion latency.
-struct HistogramFile(Arc<Shared>);
+struct HistogramFile<D>(Arc<D>);
 
-impl FileOps for HistogramFile {
+impl<D: DeviceTuning> FileOps for HistogramFile<D> {
     fn show(&self, out: &mut dyn Write) -> core::fmt::Result {
-        self.0.telemetry.snapshot().write_histograms(out)
+        self.0.write_histograms(out)
     }
 }
 
@@ -62,19 +61,24 @@ pub(crate) struct DeviceFiles {
 }
 
 impl DeviceFiles {
-    pub(crate) fn new(root: &Dir, name: &CStr, shared: &Arc<Shared>) -> Result<Self> {
+    /// Creates `root/name/` with every file of `dev`.
+    pub(crate) fn new<D: DeviceTuning + 'static>(root: &Dir, name: &CStr, dev: Arc<D>) -> Result<Self> {
         let dir = root.subdir(name);
         let mut files = KVec::new();
         for id in ParamId::ALL {
-            let ops = TunableFile { shared: shared.clone(), tunable: Tunable::Gate(id) };
+            let ops = TunableFile { dev: dev.clone(), tunable: Tunable::Gate(id) };
             files.push(dir.file(param_cstr(id), true, ops)?, GFP_KERNEL)?;
         }
-        let enabled = TunableFile { shared: shared.clone(), tunable: Tunable::Enabled };
+        let enabled = TunableFile { dev: dev.clone(), tunable: Tunable::Enabled };
         files.push(dir.file(kernel::c_str!("enabled"), true, enabled)?, GFP_KERNEL)?;
-        files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(shared.clone()))?, GFP_KERNEL)?;
-        let hist = HistogramFile(shared.clone());
-        files.push(dir.file(kernel::c_str!("latency_histogram"), false, hist)?, GFP_KERNEL)?;
+        files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(dev.clone()))?, GFP_KERNEL)?;
+        files.push(dir.file(kernel::c_str!("latency_histogram"), false, HistogramFile(dev))?, GFP_KERNEL)?;
         Ok(Self { _files: files, _dir: dir })
+    }
+
+    /// Whether the directory exists in debugfs.
+    pub(crate) fn is_present(&self) -> bool {
+        self._dir.is_present()
     }
 }
 

@@ -16,7 +16,7 @@ use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::time::ktime_get_ns;
 use crate::kernel_ext::dm::{BlkStatus, DM_NAME_LEN, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
 use crate::telemetry::{Counter, Direction, Telemetry};
-use crate::tuning::{self, TuneError, DEFAULTS};
+use crate::tuning::{self, DeviceTuning, TuneError, Tunable, DEFAULTS};
 use crate::debugfs_files::DeviceFiles;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -57,9 +57,8 @@ pub(crate) struct Shared {
     table_args: KVec<u8>,
 }
 
-impl Shared {
-    /// Sets a tunable from text; refused input changes nothing.
-    pub(crate) fn set(&self, name: &str, value: &str) -> Result<(), TuneError> {
+impl DeviceTuning for Shared {
+    fn set(&self, name: &str, value: &str) -> Result<(), TuneError> {
         let mut gate = self.gate.lock();
         let mut enabled = self.enabled.load(Relaxed);
         let mut params = gate.params;
@@ -72,14 +71,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes a tunable's current value.
-    pub(crate) fn get(&self, t: tuning::Tunable, w: &mut dyn Write) -> core::fmt::Result {
+    fn get(&self, t: Tunable, w: &mut dyn Write) -> core::fmt::Result {
         let params = self.gate.lock().params;
         tuning::show(&params, self.enabled.load(Relaxed), t, w)
     }
 
-    /// Writes every counter as `key<sep>value<end>`, plus the gate's state.
-    pub(crate) fn write_stats(&self, w: &mut dyn Write, sep: &str, end: &str) -> core::fmt::Result {
+    fn write_stats(&self, w: &mut dyn Write, sep: &str, end: &str) -> core::fmt::Result {
         self.telemetry.snapshot().write_fields(w, sep, end)?;
         let s = self.gate.lock().engine.stats();
         write!(w, "enabled{}{}{}", sep, u8::from(self.enabled.load(Relaxed)), end)?;
@@ -87,6 +84,14 @@ impl Shared {
         write!(w, "gate_epsilon_eff{}{}{}", sep, s.epsilon_eff, end)?;
         write!(w, "gate_phi{}{}{}", sep, s.phi, end)?;
         write!(w, "depth_cap{}{}{}", sep, s.depth_cap, end)
+    }
+
+    fn write_histograms(&self, w: &mut dyn Write) -> core::fmt::Result {
+        self.telemetry.snapshot().write_histograms(w)
+    }
+
+    fn reset_stats(&self) {
+        self.telemetry.reset();
     }
 }
 
@@ -182,7 +187,7 @@ impl TargetOperations for AetherTarget {
         )?;
         let mut name_buf = [0u8; DM_NAME_LEN];
         let files = match target.device_name(&mut name_buf) {
-            Some(name) => Some(DeviceFiles::new(debugfs_root, name, &shared)?),
+            Some(name) => Some(DeviceFiles::new(debugfs_root, name, shared.clone())?),
             None => None,
         };
         Ok(KBox::pin(Self { _files: files, shared }, GFP_KERNEL)?)
@@ -251,29 +256,14 @@ impl TargetOperations for AetherTarget {
     }
 
     fn message(&self, args: &[&CStr], out: &mut ResultWriter<'_>) -> Result {
-        let words: [&str; 3] = core::array::from_fn(|i| args.get(i).and_then(|a| a.to_str().ok()).unwrap_or(""));
-        let refuse = |why: &str, e: Error| -> Result {
-            pr_err!("message '{} {} {}' refused: {}\n", words[0], words[1], words[2], why);
-            Err(e)
-        };
-        match (words[0], args.len()) {
-            ("set", 3) => match self.shared.set(words[1], words[2]) {
-                Ok(()) => Ok(()),
-                Err(e) => refuse(e.as_str(), e.errno()),
-            },
-            ("get", 2) => match tuning::Tunable::from_name(words[1]) {
-                Some(t) => {
-                    let _ = self.shared.get(t, out);
-                    Ok(())
-                }
-                None => refuse("unknown parameter", EINVAL),
-            },
-            ("reset_stats", 1) => {
-                self.shared.telemetry.reset();
-                Ok(())
-            }
-            _ => refuse("usage: set <param> <value> | get <param> | reset_stats", EINVAL),
+        let mut words = [""; 4];
+        if args.len() > words.len() {
+            return tuning::message(&*self.shared, &[""], out);
         }
+        for (w, a) in words.iter_mut().zip(args) {
+            *w = a.to_str().map_err(|_| EINVAL)?;
+        }
+        tuning::message(&*self.shared, words.get(..args.len()).unwrap_or(&[]), out)
     }
 
     fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int {

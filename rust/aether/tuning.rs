@@ -112,6 +112,48 @@ impl core::fmt::Write for FmtAdapter<'_> {
     }
 }
 
+/// What the tuning interfaces (debugfs files, `dmsetup message`) need from a
+/// device. The `aether` target implements it; KUnit suites use a stand-in to
+/// drive the same files and message handler without a device-mapper table.
+pub(crate) trait DeviceTuning: Send + Sync {
+    /// Sets a tunable from text; refused input changes nothing.
+    fn set(&self, name: &str, value: &str) -> Result<(), TuneError>;
+    /// Writes a tunable's current value.
+    fn get(&self, t: Tunable, w: &mut dyn core::fmt::Write) -> core::fmt::Result;
+    /// Writes every counter as `key<sep>value<end>`.
+    fn write_stats(&self, w: &mut dyn core::fmt::Write, sep: &str, end: &str) -> core::fmt::Result;
+    /// Writes the latency histograms.
+    fn write_histograms(&self, w: &mut dyn core::fmt::Write) -> core::fmt::Result;
+    /// Zeroes the counters.
+    fn reset_stats(&self);
+}
+
+/// Handles `dmsetup message <dev> 0 <args...>`: `set <param> <value>`,
+/// `get <param>` (the value goes to `out`) and `reset_stats`. A refused
+/// message logs one line and changes nothing.
+pub(crate) fn message(dev: &dyn DeviceTuning, args: &[&str], out: &mut dyn core::fmt::Write) -> Result {
+    let word = |i: usize| args.get(i).copied().unwrap_or("");
+    let refuse = |why: &str, e: Error| -> Result {
+        pr_err!("message '{} {} {}' refused: {}\n", word(0), word(1), word(2), why);
+        Err(e)
+    };
+    match (word(0), args.len()) {
+        ("set", 3) => match dev.set(word(1), word(2)) {
+            Ok(()) => Ok(()),
+            Err(e) => refuse(e.as_str(), e.errno()),
+        },
+        ("get", 2) => match Tunable::from_name(word(1)) {
+            Some(t) => dev.get(t, out).map_err(|_| EINVAL),
+            None => refuse("unknown parameter", EINVAL),
+        },
+        ("reset_stats", 1) => {
+            dev.reset_stats();
+            Ok(())
+        }
+        _ => refuse("usage: set <param> <value> | get <param> | reset_stats", EINVAL),
+    }
+}
+
 /// Module-wide defaults for new devices (`/sys/module/aether/parameters/`),
 /// stored as the core's fixed-point values.
 pub(crate) struct Defaults {
@@ -122,7 +164,7 @@ pub(crate) struct Defaults {
 pub(crate) static DEFAULTS: Defaults = Defaults::new();
 
 impl Defaults {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         let d = Params::DEFAULT;
         Self {
             values: [

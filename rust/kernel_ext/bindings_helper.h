@@ -6,4 +6,7 @@
  */
 #include <linux/device-mapper.h>
 #include <linux/timekeeping.h>
+#include <linux/mman.h>
+#include <kunit/test.h>
+#include <kunit/test-bug.h>
 #include "../shim/aether_shim.h"

@@ -38,10 +38,6 @@ impl Bio {
         Self { ptr }
     }
 
-    pub(crate) fn as_raw(&self) -> *mut bindings::bio {
-        self.ptr
-    }
-
     fn opf(&self) -> u32 {
         // SAFETY: `ptr` is valid by the type invariant.
         unsafe { (*self.ptr).bi_opf }
@@ -58,18 +54,6 @@ impl Bio {
             bindings::req_op_REQ_OP_WRITE_ZEROES => BioOp::WriteZeroes,
             _ => BioOp::Other,
         }
-    }
-
-    /// Whether the bio asks for a cache flush before it (`REQ_PREFLUSH`) or
-    /// forced unit access (`REQ_FUA`).
-    pub(crate) fn is_flush_or_fua(&self) -> bool {
-        let mask = (1u32 << bindings::req_flag_bits___REQ_PREFLUSH) | (1u32 << bindings::req_flag_bits___REQ_FUA);
-        self.opf() & mask != 0
-    }
-
-    /// Readahead bios may be dropped by the device (`REQ_RAHEAD`).
-    pub(crate) fn is_readahead(&self) -> bool {
-        self.opf() & (1u32 << bindings::req_flag_bits___REQ_RAHEAD) != 0
     }
 
     /// First sector (512 bytes) of the remaining I/O.

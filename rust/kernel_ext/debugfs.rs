@@ -150,13 +150,6 @@ impl Dir {
     }
 }
 
-impl File {
-    /// Whether the file exists in debugfs.
-    pub(crate) fn is_present(&self) -> bool {
-        !self.dentry.is_null()
-    }
-}
-
 impl Drop for File {
     fn drop(&mut self) {
         if !self.dentry.is_null() {

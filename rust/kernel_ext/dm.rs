@@ -24,8 +24,6 @@ use kernel::{
 pub(crate) enum MapResult {
     /// The bio was remapped; device-mapper submits it (`DM_MAPIO_REMAPPED`).
     Remapped,
-    /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
-    Kill,
 }
 
 /// Which `dmsetup` view a status call is for.
@@ -172,51 +170,9 @@ impl Drop for DmDev {
     }
 }
 
-/// Writes `dmsetup status`/`table`/`message` output into device-mapper's buffer,
-/// truncating like `DMEMIT` when it is full.
-pub(crate) struct ResultWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> ResultWriter<'a> {
-    /// # Safety
-    ///
-    /// `ptr` must be valid for writes of `maxlen` bytes for `'a`.
-    unsafe fn from_raw(ptr: *mut c_char, maxlen: c_uint) -> Self {
-        let buf: &mut [u8] = if ptr.is_null() || maxlen == 0 {
-            &mut []
-        } else {
-            // SAFETY: Guaranteed by the caller.
-            unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), maxlen as usize) }
-        };
-        if let Some(first) = buf.first_mut() {
-            *first = 0;
-        }
-        Self { buf, len: 0 }
-    }
-
-    /// Whether anything was written.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl core::fmt::Write for ResultWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Keep one byte for the terminating NUL.
-        let room = self.buf.len().saturating_sub(self.len + 1);
-        let n = s.len().min(room);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), s.as_bytes().get(..n)) {
-            dst.copy_from_slice(src);
-            self.len += n;
-        }
-        if let Some(end) = self.buf.get_mut(self.len) {
-            *end = 0;
-        }
-        Ok(())
-    }
-}
+/// Writes `dmsetup status`/`table`/`message` output into device-mapper's
+/// buffer, truncating like `DMEMIT` when it is full.
+pub(crate) type ResultWriter<'a> = super::fmt::BufWriter<'a>;
 
 /// Calls device-mapper's callout for each underlying device (`iterate_devices`).
 pub(crate) struct DeviceVisitor {
@@ -249,7 +205,7 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// [`Target::set_error`] so `dmsetup` can say why.
     fn ctr(ctx: &Self::Context, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>>;
 
-    /// Maps a bio: remap it to an underlying device, or kill it.
+    /// Maps a bio: remap it to an underlying device.
     fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut Self::PerBio) -> MapResult;
 
     /// Observes a bio's completion.
@@ -357,7 +313,6 @@ impl<T: TargetOperations> VTable<T> {
         let pb = unsafe { per_bio::<T>(bio) };
         match this.map(&Target { ptr: ti }, &mut b, pb) {
             MapResult::Remapped => bindings::DM_MAPIO_REMAPPED as c_int,
-            MapResult::Kill => bindings::DM_MAPIO_KILL as c_int,
         }
     }
 
@@ -384,7 +339,7 @@ impl<T: TargetOperations> VTable<T> {
         // SAFETY: `status` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
         // SAFETY: device-mapper gives us `maxlen` writable bytes at `result`.
-        let mut out = unsafe { ResultWriter::from_raw(result, maxlen) };
+        let mut out = unsafe { ResultWriter::from_raw(result, maxlen as usize) };
         let kind = match kind {
             bindings::status_type_t_STATUSTYPE_INFO => StatusType::Info,
             bindings::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
@@ -409,7 +364,7 @@ impl<T: TargetOperations> VTable<T> {
             Err(e) => return e.to_errno(),
         };
         // SAFETY: device-mapper gives us `maxlen` writable bytes at `result`.
-        let mut out = unsafe { ResultWriter::from_raw(result, maxlen) };
+        let mut out = unsafe { ResultWriter::from_raw(result, maxlen as usize) };
         match this.message(args.get(..n).unwrap_or(&[]), &mut out) {
             // 1 tells device-mapper that `result` holds output for the user.
             Ok(()) => c_int::from(!out.is_empty()),

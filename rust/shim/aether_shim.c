@@ -52,3 +52,25 @@ const struct file_operations aether_debugfs_fops = {
 	.llseek = seq_lseek,
 	.release = single_release,
 };
+
+/*
+ * Defaults for newly created devices. 6.12's Rust module! has no parameters,
+ * so they are declared here; parsing and storage are Rust's.
+ */
+static const struct kernel_param_ops aether_param_ops = {
+	.set = aether_param_set,
+	.get = aether_param_get,
+};
+
+#define AETHER_PARAM(name, desc)					\
+	module_param_cb(name, &aether_param_ops, NULL, 0644);		\
+	MODULE_PARM_DESC(name, desc)
+
+AETHER_PARAM(phi, "Gate basis angle, radians in [-pi/2, pi/2] (default 0)");
+AETHER_PARAM(epsilon, "Gate threshold on P(fetch), [0, 1] (default 0.625)");
+AETHER_PARAM(lambda1, "Gate weight of the Chebyshev observable, [-16, 16] (default 2)");
+AETHER_PARAM(lambda2, "Gate weight of the stride-majority observable, [-16, 16] (default 2)");
+AETHER_PARAM(lambda3, "Gate weight of the steady-velocity observable, [-16, 16] (default 1)");
+AETHER_PARAM(bias, "Gate bias, [-16, 16] (default -1.5)");
+AETHER_PARAM(learning_rate, "Online learning rate for phi, [0, 1] (default 0.00390625)");
+AETHER_PARAM(enabled, "Whether new devices run the gate (0/1, default 1)");

@@ -28,4 +28,8 @@ extern const struct file_operations aether_debugfs_fops;
 int aether_debugfs_open(struct inode *inode, struct file *file);
 ssize_t aether_debugfs_write(struct file *file, const char __user *buf, size_t count, loff_t *ppos);
 
+/* Module parameters; the callbacks are Rust (aether/params.rs). */
+int aether_param_set(const char *val, const struct kernel_param *kp);
+int aether_param_get(char *buffer, const struct kernel_param *kp);
+
 #endif

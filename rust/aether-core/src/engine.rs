@@ -236,26 +236,45 @@ impl Engine {
             }
             Lookup::Hit(i) => i,
         };
-        let stamp = self.table.tick();
+        let on_trend = self.table.observe(slot, lba, sectors, now_ns);
         let cap = self.guard.cap();
         let capacity = self.capacity;
         let Some(s) = self.table.get_mut(slot) else {
             return Decision::default();
         };
-        let on_trend = s.update(lba, sectors, stamp, now_ns);
         s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
         let mut d = Decision { stream: StreamId(s.id(slot)), ..Decision::default() };
         if s.stride == 0 {
             return d;
         }
-        let e = self.gate.eval([s.chebyshev_q16(), s.share_q16(), s.run_q16()]);
+        // Gate: memoised per stream while the features and the gate's
+        // epoch are unchanged (a steady stream re-evaluates nothing).
+        let q = if s.steady {
+            [1 << 16; 3] // what the three features evaluate to in the steady state
+        } else {
+            [s.chebyshev_q16(), s.share_q16(), s.run_q16()]
+        };
+        let epoch = self.gate.epoch();
+        let mut e = if s.memo_epoch == epoch && s.memo_q == q {
+            s.memo_eval
+        } else {
+            let e = self.gate.eval(q);
+            s.memo_q = q;
+            s.memo_eval = e;
+            s.memo_epoch = epoch;
+            e
+        };
+        e.fire = e.p > self.gate.epsilon_eff();
         d.probability = e.p;
         if !e.fire {
             return d;
         }
         self.stats.gate_fired = self.stats.gate_fired.wrapping_add(1);
         let size = s.size;
-        let by_bytes = MAX_WINDOW_SECTORS.checked_div(size).unwrap_or(1).max(DEPTH_MIN);
+        // Window cap in extents: MAX_WINDOW_SECTORS / size, rounded down to
+        // a power of two (a shift instead of a division).
+        let ceil_log2 = 32u32.saturating_sub(size.saturating_sub(1).leading_zeros());
+        let by_bytes = MAX_WINDOW_SECTORS.checked_shr(ceil_log2).unwrap_or(0).max(DEPTH_MIN);
         let target = s.aimd.depth().min(cap).min(by_bytes);
         // Async trigger: top the window up only once half of it is consumed.
         if s.ahead.saturating_mul(2) > target {
@@ -374,8 +393,12 @@ fn fit_extents(lba: u64, first: i64, stride: i64, size: u32, want: u32, capacity
     let step = stride.unsigned_abs();
     // Extents that still fit after the first one.
     let room = if stride > 0 { capacity - end } else { start };
-    let more = room.checked_div(step).unwrap_or(0);
-    let count = more.saturating_add(1).min(want as u64) as u32;
+    // All `want` extents fit when room >= step * (want - 1): no division.
+    let need = step.checked_mul((want as u64).saturating_sub(1));
+    let count = match need {
+        Some(n) if room >= n => want,
+        _ => room.checked_div(step).unwrap_or(0).saturating_add(1).min(want as u64) as u32,
+    };
     Some((start, count))
 }
 

@@ -72,6 +72,8 @@ pub struct Gate {
     waste_ewma: u32,
     /// Number of feedback steps taken.
     updates: u64,
+    /// Bumped whenever `eval` may give a different `z` for the same input.
+    epoch: u64,
 }
 
 impl Gate {
@@ -84,6 +86,7 @@ impl Gate {
             eps_eff: 0,
             waste_ewma: 0,
             updates: 0,
+            epoch: 0,
         };
         g.set_params(params);
         g
@@ -96,6 +99,14 @@ impl Gate {
         self.lambda = [params.lambda1, params.lambda2, params.lambda3];
         self.waste_ewma = 0;
         self.eps_eff = params.epsilon.max(0) as u32;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// Evaluation epoch: `eval(q)` returns the same `z` and `P` for the
+    /// same `q` while the epoch is unchanged, so callers may memoise it.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Current parameters (`phi` reflects online learning).
@@ -181,7 +192,11 @@ impl Gate {
             phi = phi.wrapping_add(PI_Q16 as i64);
         }
         self.params.phi = clamp_i64(phi, -(HALF_PI_Q16 as i64), HALF_PI_Q16 as i64) as i32;
-        self.phi_brad = rad_q16_to_brad(self.params.phi);
+        let brad = rad_q16_to_brad(self.params.phi);
+        if brad != self.phi_brad {
+            self.phi_brad = brad;
+            self.epoch = self.epoch.wrapping_add(1);
+        }
     }
 }
 

@@ -23,8 +23,9 @@ use super::gate::GateEval;
 
 /// Number of stream slots.
 pub const STREAM_SLOTS: usize = 32;
-/// Delta history length (Leap's window `H`).
+/// Delta history length (Leap's window `H`); a power of two.
 pub const HIST: usize = 8;
+const _: () = assert!(HIST.is_power_of_two() && HIST <= 64);
 /// Maximum distance (sectors) between a stream's last start and a new read
 /// for the read to join that stream: 4 MiB.  Large enough for 64-block
 /// strides of 64 KiB requests, small enough that random reads on a large
@@ -69,14 +70,23 @@ pub struct Stream {
     pub stride: i64,
     /// Entries of `hist` equal to `stride`.
     pub share: u8,
-    /// Consecutive requests with `V == 0`.
+    /// Consecutive requests with `V == 0` (saturates at `HIST`).
     pub run: u8,
+    /// All features are at their fixed point for an on-trend request (see
+    /// [`Stream::observe`]).
+    pub steady: bool,
     /// Extents prefetched ahead of the head.
     pub ahead: u32,
     /// Depth controller.
     pub aimd: Aimd,
     /// Gate evaluation of the last issued prefetch (for feedback).
     pub last_eval: GateEval,
+    /// Feature qualities of the memoised gate evaluation.
+    pub memo_q: [u32; 3],
+    /// Memoised gate evaluation for `memo_q`.
+    pub memo_eval: GateEval,
+    /// Gate epoch of `memo_eval` (`u64::MAX` = none).
+    pub memo_epoch: u64,
     /// LRU stamp.
     pub stamp: u64,
     /// Time of the last request, ns.
@@ -101,9 +111,13 @@ impl Stream {
         stride: 0,
         share: 0,
         run: 0,
+        steady: false,
         ahead: 0,
         aimd: Aimd::new(),
         last_eval: GateEval { theta: [0; 3], z: 0, p: 0, fire: false },
+        memo_q: [0; 3],
+        memo_eval: GateEval { theta: [0; 3], z: 0, p: 0, fire: false },
+        memo_epoch: u64::MAX,
         stamp: 0,
         last_ns: 0,
     };
@@ -147,7 +161,13 @@ impl Stream {
         // Velocity change and steady run.
         if self.nreq >= 2 {
             self.velocity = d.wrapping_sub(self.delta);
-            self.run = if self.velocity == 0 { self.run.saturating_add(1) } else { 0 };
+            self.run = if self.velocity != 0 {
+                0
+            } else if (self.run as usize) < HIST {
+                self.run.saturating_add(1)
+            } else {
+                self.run
+            };
         }
         // EWMA mean (Q8) and variance (Q16), weight 1/4.  The first delta
         // seeds the mean and a prior variance of size^2 (no evidence yet).
@@ -162,28 +182,37 @@ impl Stream {
             let sq = dev.wrapping_mul(dev); // <= 2^58, Q16
             self.var_q16 = self.var_q16.wrapping_add(sq.wrapping_sub(self.var_q16) >> 2);
         }
-        // Delta history and majority trend.
-        if let Some(h) = self.hist.get_mut(self.hist_pos as usize) {
-            *h = d as i32;
-        }
-        self.hist_pos = ((self.hist_pos as usize + 1) % HIST) as u8;
-        if (self.hist_len as usize) < HIST {
-            self.hist_len += 1;
-        }
-        let len = self.hist_len as usize;
+        // Delta history and majority trend.  On-trend requests update the
+        // share in O(1); only a trend break recounts the HIST entries.
         let cur = d as i32;
-        let prev = self.stride as i32;
-        let mut n_cur = 0u8;
-        let mut n_prev = 0u8;
-        for h in self.hist.iter().take(len) {
-            n_cur += (*h == cur) as u8;
-            n_prev += (*h == prev) as u8;
+        let pos = (self.hist_pos as usize) & (HIST - 1);
+        let full = (self.hist_len as usize) >= HIST;
+        let old = if full { self.hist.get(pos).copied() } else { None };
+        if let Some(h) = self.hist.get_mut(pos) {
+            *h = cur;
         }
-        if n_cur >= n_prev || self.stride == 0 {
-            self.stride = d;
-            self.share = n_cur;
+        self.hist_pos = ((pos + 1) & (HIST - 1)) as u8;
+        if !full {
+            self.hist_len = self.hist_len.saturating_add(1);
+        }
+        if self.stride != 0 && d == self.stride {
+            let lost = (old == Some(cur)) as u8;
+            self.share = self.share.saturating_add(1).saturating_sub(lost);
         } else {
-            self.share = n_prev;
+            let len = self.hist_len as usize;
+            let prev = self.stride as i32;
+            let mut n_cur = 0u8;
+            let mut n_prev = 0u8;
+            for h in self.hist.iter().take(len) {
+                n_cur = n_cur.saturating_add((*h == cur) as u8);
+                n_prev = n_prev.saturating_add((*h == prev) as u8);
+            }
+            if n_cur >= n_prev || self.stride == 0 {
+                self.stride = d;
+                self.share = n_cur;
+            } else {
+                self.share = n_prev;
+            }
         }
         self.delta = d;
         self.last = lba;
@@ -191,6 +220,34 @@ impl Stream {
         self.nreq = self.nreq.saturating_add(1);
         self.stamp = stamp;
         self.last_ns = now_ns;
+        on_trend
+    }
+
+    /// Fold one request into the features, with a fast path: when the
+    /// stream is *steady* (zero variance, full majority share, saturated
+    /// run, mean equal to the stride) and the request continues the trend
+    /// with the same size, [`Stream::update`] would leave every feature
+    /// unchanged, so only the position and bookkeeping are updated.
+    /// Returns `true` if the request continued the trend.
+    #[inline]
+    pub fn observe(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
+        let raw = lba.wrapping_sub(self.last) as i64;
+        if self.steady && raw == self.stride && clamp_size(sectors) == self.size {
+            self.last = lba;
+            self.nreq = self.nreq.saturating_add(1);
+            self.hist_pos = ((self.hist_pos as usize + 1) & (HIST - 1)) as u8;
+            self.stamp = stamp;
+            self.last_ns = now_ns;
+            return true;
+        }
+        let on_trend = self.update(lba, sectors, stamp, now_ns);
+        self.steady = self.stride != 0
+            && self.var_q16 == 0
+            && self.share as usize == HIST
+            && self.run as usize >= HIST
+            && self.velocity == 0
+            && self.delta == self.stride
+            && self.mean_q8 == self.stride << 8;
         on_trend
     }
 
@@ -247,10 +304,28 @@ fn clamp_size(sectors: u32) -> u32 {
     }
 }
 
+/// Buckets of the predicted-position index.
+pub const PRED_BUCKETS: usize = 64;
+const NO_SLOT: u8 = u8::MAX;
+const _: () = assert!(STREAM_SLOTS < NO_SLOT as usize && PRED_BUCKETS == 64);
+
+#[inline]
+fn pred_bucket(lba: u64) -> usize {
+    // Fibonacci hashing: top 6 bits of lba * 2^64/phi.
+    (lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
+}
+
 /// Bounded table of streams with LRU replacement.
+///
+/// Besides the slots it keeps a direct-mapped index from each stream's
+/// predicted next start to its slot, so that a read continuing any of the
+/// interleaved streams is found in O(1) without scanning.  Index entries
+/// are hints: a hit is verified against the slot, a collision merely falls
+/// back to the scan.
 #[derive(Debug, Clone)]
 pub struct StreamTable {
     slots: [Stream; STREAM_SLOTS],
+    pred: [u8; PRED_BUCKETS],
     clock: u64,
     mru: usize,
 }
@@ -273,7 +348,7 @@ pub enum Lookup {
 impl StreamTable {
     /// An empty table.
     pub const fn new() -> Self {
-        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], clock: 0, mru: 0 }
+        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0 }
     }
 
     /// Next LRU stamp.
@@ -305,6 +380,20 @@ impl StreamTable {
         self.slots.iter_mut()
     }
 
+    /// Fold a read into the stream in `slot` (see [`Stream::observe`]) and
+    /// index its new prediction.  Returns whether the read was on trend.
+    #[inline]
+    pub fn observe(&mut self, slot: usize, lba: u64, sectors: u32, now_ns: u64) -> bool {
+        let stamp = self.tick();
+        let Some(s) = self.slots.get_mut(slot) else { return false };
+        let on_trend = s.observe(lba, sectors, stamp, now_ns);
+        let b = pred_bucket(s.predicted());
+        if let Some(p) = self.pred.get_mut(b) {
+            *p = slot as u8;
+        }
+        on_trend
+    }
+
     /// Find the stream a read at `lba` belongs to, or start a new one.
     ///
     /// O(`STREAM_SLOTS`); the most recently used stream is tried first, so a
@@ -314,6 +403,13 @@ impl StreamTable {
         if let Some(s) = self.slots.get(self.mru) {
             if s.valid && s.predicted() == lba {
                 return Lookup::Hit(self.mru);
+            }
+        }
+        let hint = self.pred.get(pred_bucket(lba)).copied().unwrap_or(NO_SLOT) as usize;
+        if let Some(s) = self.slots.get(hint) {
+            if s.valid && s.predicted() == lba && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS {
+                self.mru = hint;
+                return Lookup::Hit(hint);
             }
         }
         let mut best: Option<(usize, u64)> = None;
@@ -450,6 +546,35 @@ mod tests {
         feed(&mut s, &v, 8);
         assert!(s.chebyshev_q16() < 1000, "{}", s.chebyshev_q16());
         assert!((s.share as usize) < HIST / 2);
+    }
+
+    #[test]
+    fn steady_fast_path_is_exact() {
+        // Feed the same requests through `update` only and through
+        // `observe`; every feature must agree at every step.
+        let mut a = Stream::EMPTY;
+        let mut b = Stream::EMPTY;
+        a.start(1000, 8, 1, 0);
+        b.start(1000, 8, 1, 0);
+        let mut lba = 1000u64;
+        let mut steady_seen = false;
+        for i in 0..200u64 {
+            // mostly sequential, with a few breaks and size changes
+            lba = if i % 50 == 49 { lba + 4096 } else { lba + 8 };
+            let size = if i % 70 == 69 { 16 } else { 8 };
+            a.update(lba, size, 1, 0);
+            b.observe(lba, size, 1, 0);
+            steady_seen |= b.steady;
+            assert_eq!(a.chebyshev_q16(), b.chebyshev_q16(), "step {i}");
+            assert_eq!((a.stride, a.share, a.run, a.delta, a.velocity), (b.stride, b.share, b.run, b.delta, b.velocity), "step {i}");
+            assert_eq!((a.mean_q8, a.var_q16, a.last, a.size, a.nreq), (b.mean_q8, b.var_q16, b.last, b.size, b.nreq), "step {i}");
+            let mut ha = a.hist;
+            let mut hb = b.hist;
+            ha.sort_unstable();
+            hb.sort_unstable();
+            assert_eq!(ha, hb, "history multiset differs at step {i}");
+        }
+        assert!(steady_seen);
     }
 
     #[test]
