@@ -172,9 +172,13 @@ impl Engine {
     /// Forget all streams, statistics and learned state; keep the
     /// user-set parameters (with the learned `phi` replaced by `params.phi`).
     pub fn reset(&mut self, params: Params) {
-        let cap = self.capacity;
-        *self = Engine::new(params);
-        self.capacity = cap;
+        // Field by field, in place: the kernel builds engines in zeroed heap
+        // memory and initialises them with this, because an `Engine`-sized
+        // temporary (several KiB) does not belong on its 16 KiB stack.
+        self.gate = Gate::new(params);
+        self.table.clear();
+        self.guard = P99Guard::new();
+        self.stats = Stats::default();
     }
 
     /// Set the device size in sectors; no prefetch extends past it.

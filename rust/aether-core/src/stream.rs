@@ -169,22 +169,10 @@ impl Stream {
                 self.run
             };
         }
-        // EWMA mean (Q8) and variance (Q16), weight 1/4.  The first delta
-        // seeds the mean and a prior variance of size^2 (no evidence yet).
-        let x = d << 8; // |x| <= 2^28
-        if self.nreq < 2 {
-            self.mean_q8 = x;
-            let s = size as i64;
-            self.var_q16 = (s.wrapping_mul(s)) << 16; // <= 2^56
-        } else {
-            let dev = x.wrapping_sub(self.mean_q8); // |dev| <= 2^29
-            self.mean_q8 = self.mean_q8.wrapping_add(dev >> 2);
-            let sq = dev.wrapping_mul(dev); // <= 2^58, Q16
-            self.var_q16 = self.var_q16.wrapping_add(sq.wrapping_sub(self.var_q16) >> 2);
-        }
         // Delta history and majority trend.  On-trend requests update the
         // share in O(1); only a trend break recounts the HIST entries.
         let cur = d as i32;
+        let mut stride_changed = false;
         let pos = (self.hist_pos as usize) & (HIST - 1);
         let full = (self.hist_len as usize) >= HIST;
         let old = if full { self.hist.get(pos).copied() } else { None };
@@ -208,11 +196,37 @@ impl Stream {
                 n_prev = n_prev.saturating_add((*h == prev) as u8);
             }
             if n_cur >= n_prev || self.stride == 0 {
+                stride_changed = self.stride != d;
                 self.stride = d;
                 self.share = n_cur;
             } else {
                 self.share = n_prev;
             }
+        }
+        // Robust EWMA mean (Q8) and variance (Q16), weight 1/4.
+        // * The sample is winsorised to mean +- 2w (w = request size): the
+        //   event |delta - mu| >= w is unchanged by clipping at c >= w and
+        //   the clipped variance is smaller, so the Chebyshev bound stays
+        //   valid while one outlier can no longer dominate it.
+        // * Steps are rounded toward the sample, so a constant input
+        //   converges exactly (var reaches 0, mean reaches the stride).
+        // * The first delta, and every change of the majority stride,
+        //   (re)seed the mean with the stride and the variance with the
+        //   prior w^2 (no evidence yet: Chebyshev bound 0).
+        let x = d << 8; // |x| <= 2^28
+        if self.nreq < 2 || stride_changed {
+            self.mean_q8 = self.stride << 8;
+            let w = size as i64;
+            self.var_q16 = (w.wrapping_mul(w)) << 16; // <= 2^56
+        } else {
+            let c = (size as i64) << 9; // 2w in Q8, <= 2^29
+            let lo = self.mean_q8.wrapping_sub(c);
+            let hi = self.mean_q8.wrapping_add(c);
+            let xc = if x < lo { lo } else if x > hi { hi } else { x };
+            let dev = xc.wrapping_sub(self.mean_q8); // |dev| <= 2^29
+            self.mean_q8 = self.mean_q8.wrapping_add(quarter_toward(dev));
+            let sq = dev.wrapping_mul(dev); // <= 2^58, Q16
+            self.var_q16 = self.var_q16.wrapping_add(quarter_toward(sq.wrapping_sub(self.var_q16)));
         }
         self.delta = d;
         self.last = lba;
@@ -293,6 +307,17 @@ impl Stream {
     }
 }
 
+/// `v / 4` rounded away from zero (toward the sample in an EWMA step), so
+/// that any non-zero difference moves the estimate.
+#[inline]
+fn quarter_toward(v: i64) -> i64 {
+    if v > 0 {
+        v.saturating_add(3) >> 2
+    } else {
+        v >> 2 // arithmetic shift floors, i.e. rounds away from zero
+    }
+}
+
 #[inline]
 fn clamp_size(sectors: u32) -> u32 {
     if sectors == 0 {
@@ -349,6 +374,17 @@ impl StreamTable {
     /// An empty table.
     pub const fn new() -> Self {
         StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0 }
+    }
+
+    /// Empties the table in place, without a table-sized temporary (the
+    /// kernel's stack is 16 KiB and the table is several KiB).
+    pub fn clear(&mut self) {
+        for slot in self.slots.iter_mut() {
+            *slot = Stream::EMPTY;
+        }
+        self.pred = [NO_SLOT; PRED_BUCKETS];
+        self.clock = 0;
+        self.mru = 0;
     }
 
     /// Next LRU stamp.
@@ -558,10 +594,10 @@ mod tests {
         b.start(1000, 8, 1, 0);
         let mut lba = 1000u64;
         let mut steady_seen = false;
-        for i in 0..200u64 {
+        for i in 0..400u64 {
             // mostly sequential, with a few breaks and size changes
-            lba = if i % 50 == 49 { lba + 4096 } else { lba + 8 };
-            let size = if i % 70 == 69 { 16 } else { 8 };
+            lba = if i % 120 == 119 { lba + 4096 } else { lba + 8 };
+            let size = if i % 170 == 169 { 16 } else { 8 };
             a.update(lba, size, 1, 0);
             b.observe(lba, size, 1, 0);
             steady_seen |= b.steady;
