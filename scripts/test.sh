@@ -82,6 +82,14 @@ run_job() {
 }
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
 
+# aether-part against two NVMe controllers behind an emulated intel-iommu.
+if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log"); then
+    run_job part --timeout 600 --iommu --nvme 2 --bin "$AETHER_ROOT/target/debug/aether-part" \
+        "$AETHER_ROOT/scripts/guest/part-tests.sh"
+else
+    fail 1 "building aether-part - see $out/part-build.log"
+fi
+
 log "make test took $((SECONDS - started))s; logs in $out"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -12,7 +12,8 @@
 //! - `aether_core_in_kernel`: aether-core compiled into the kernel, with
 //!   overflow checks on, at edge values.
 
-use crate::aether_core::{Engine, Params};
+use crate::aether_core::Params;
+use crate::target::new_engine;
 use crate::debugfs_files::DeviceFiles;
 use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::fmt::BufWriter;
@@ -301,7 +302,7 @@ kunit_suite!(aether_telemetry, [telemetry_aggregates, latency_quantiles, status_
 /// reads 16..256 by earlier decisions is at least 90%. The core runs here with
 /// the kernel's overflow checks on.
 fn core_sequential_coverage() {
-    let Ok(mut e) = KBox::new(Engine::new(Params::DEFAULT), GFP_KERNEL) else {
+    let Ok(mut e) = new_engine(Params::DEFAULT, u64::MAX) else {
         kunit_assert!(false);
         return;
     };
@@ -328,11 +329,10 @@ fn core_sequential_coverage() {
 /// Edge values (top of the LBA space, zero length, reversed order) do not
 /// overflow, which in the kernel would be a panic.
 fn core_edge_values() {
-    let Ok(mut e) = KBox::new(Engine::new(Params::DEFAULT), GFP_KERNEL) else {
+    let Ok(mut e) = new_engine(Params::DEFAULT, u64::MAX) else {
         kunit_assert!(false);
         return;
     };
-    e.set_capacity(u64::MAX);
     for i in 0..16u64 {
         let _ = e.on_read(u64::MAX - i * 8, 8, i);
         let _ = e.on_read(u64::MAX - 1, 0, i);

@@ -95,6 +95,16 @@ impl DeviceTuning for Shared {
     }
 }
 
+/// Allocates a ready engine for a device of `capacity` sectors. The engine is
+/// built in zeroed heap memory and initialised in place: built by value it
+/// would put several KiB on the kernel stack.
+pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KBox<Engine>> {
+    let mut engine: KBox<Engine> = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
+    engine.reset(params);
+    engine.set_capacity(capacity);
+    Ok(engine)
+}
+
 /// One `aether` table line.
 pub(crate) struct AetherTarget {
     // Dropped first: removing the files waits for readers, so nothing uses
@@ -171,8 +181,7 @@ impl TargetOperations for AetherTarget {
                 return Err(e);
             }
         };
-        let mut engine = KBox::new(Engine::new(params), GFP_KERNEL)?;
-        engine.set_capacity(dev.sectors());
+        let engine = new_engine(params, dev.sectors())?;
         let begin = target.begin();
         let shared = Arc::pin_init(
             try_pin_init!(Shared {

@@ -17,3 +17,4 @@ pub(crate) mod moduleparam;
 pub(crate) mod percpu;
 pub(crate) mod time;
 pub(crate) mod vfs;
+pub(crate) mod zeroable;
