@@ -12,6 +12,9 @@ run_setup
 [ -f "$kdir/Makefile" ] || die "KDIR=$kdir is not a kernel build tree (no Makefile)"
 grep -qx 'CONFIG_RUST=y' "$kdir/.config" 2>/dev/null || die "KDIR=$kdir: kernel not built with CONFIG_RUST=y"
 
+# Kbuild writes objects into the checkout: one module build at a time.
+exec 8>"$AETHER_ROOT/.aether-module.lock"
+flock 8
 make -C "$kdir" LLVM=1 RUSTC="${RUSTC:-$KRUSTC}" RUSTDOC="${RUSTDOC:-$KRUSTDOC}" \
     BINDGEN="${BINDGEN:-$KBINDGEN}" M="$AETHER_ROOT" -j"$(nproc)" modules >&2
 log "built $AETHER_ROOT/aether.ko against $kdir"
