@@ -14,13 +14,15 @@
 //! three table lookups and one sigmoid lookup.  No allocation, no floats,
 //! no panics.
 
-use super::depth::{P99Guard, DEPTH_MIN};
+use super::depth::P99Guard;
 use super::gate::{Gate, GateEval};
 use super::param::{ParamError, Params};
-use super::stream::{Lookup, Stream, StreamTable, STREAM_SLOTS};
+use super::stream::{Lookup, Stream, StreamTable, HIST, STREAM_SLOTS};
 
-/// Upper bound on one stream's prefetch window, in sectors (2 MiB).
-pub const MAX_WINDOW_SECTORS: u32 = 4096;
+/// Upper bound on one stream's prefetch window, in sectors: 128 KiB, the
+/// kernel's default `read_ahead_kb`, so that aether and Linux readahead
+/// are compared at the same maximum window.
+pub const MAX_WINDOW_SECTORS: u32 = 512;
 
 /// Identifies a stream for feedback: slot in the low 8 bits, generation in
 /// the upper 24 bits (so feedback for a recycled slot is recognised).
@@ -240,65 +242,17 @@ impl Engine {
             }
             Lookup::Hit(i) => i,
         };
-        let on_trend = self.table.observe(slot, lba, sectors, now_ns);
+        let stamp = self.table.tick();
         let cap = self.guard.cap();
         let capacity = self.capacity;
+        let epoch = self.gate.epoch();
         let Some(s) = self.table.get_mut(slot) else {
             return Decision::default();
         };
-        s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
-        let mut d = Decision { stream: StreamId(s.id(slot)), ..Decision::default() };
-        if s.stride == 0 {
-            return d;
-        }
-        // Gate: memoised per stream while the features and the gate's
-        // epoch are unchanged (a steady stream re-evaluates nothing).
-        let q = if s.steady {
-            [1 << 16; 3] // what the three features evaluate to in the steady state
-        } else {
-            [s.chebyshev_q16(), s.share_q16(), s.run_q16()]
-        };
-        let epoch = self.gate.epoch();
-        let mut e = if s.memo_epoch == epoch && s.memo_q == q {
-            s.memo_eval
-        } else {
-            let e = self.gate.eval(q);
-            s.memo_q = q;
-            s.memo_eval = e;
-            s.memo_epoch = epoch;
-            e
-        };
-        e.fire = e.p > self.gate.epsilon_eff();
-        d.probability = e.p;
-        if !e.fire {
-            return d;
-        }
-        self.stats.gate_fired = self.stats.gate_fired.wrapping_add(1);
-        let size = s.size;
-        // Window cap in extents: MAX_WINDOW_SECTORS / size, rounded down to
-        // a power of two (a shift instead of a division).
-        let ceil_log2 = 32u32.saturating_sub(size.saturating_sub(1).leading_zeros());
-        let by_bytes = MAX_WINDOW_SECTORS.checked_shr(ceil_log2).unwrap_or(0).max(DEPTH_MIN);
-        let target = s.aimd.depth().min(cap).min(by_bytes);
-        // Async trigger: top the window up only once half of it is consumed.
-        if s.ahead.saturating_mul(2) > target {
-            return d;
-        }
-        let want = target.saturating_sub(s.ahead);
-        let first = (s.ahead as i64).saturating_add(1).saturating_mul(s.stride);
-        let Some((start, count)) = fit_extents(lba, first, s.stride, size, want, capacity) else {
-            return d;
-        };
-        s.ahead = s.ahead.saturating_add(count);
-        s.last_eval = e;
-        d.prefetch = true;
-        d.start = start;
-        d.sectors = size;
-        d.stride = s.stride;
-        d.count = count;
-        self.stats.prefetches = self.stats.prefetches.wrapping_add(1);
-        self.stats.extents = self.stats.extents.wrapping_add(count as u64);
-        self.stats.sectors = self.stats.sectors.wrapping_add((count as u64).saturating_mul(size as u64));
+        let on_trend = s.observe(lba, sectors, stamp, now_ns);
+        let pred = s.predicted();
+        let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, &mut self.stats);
+        self.table.note_prediction(slot, pred);
         d
     }
 
@@ -377,9 +331,76 @@ impl Engine {
     }
 }
 
+/// The decision for stream `s` after it absorbed the read at `lba`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    s: &mut Stream,
+    slot: usize,
+    lba: u64,
+    on_trend: bool,
+    gate: &Gate,
+    epoch: u64,
+    cap: u32,
+    capacity: u64,
+    stats: &mut Stats,
+) -> Decision {
+    s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
+    let mut d = Decision { stream: StreamId(s.id(slot)), ..Decision::default() };
+    if s.stride == 0 {
+        return d;
+    }
+    // Gate: memoised per stream while the features and the gate's epoch
+    // are unchanged (a steady stream re-evaluates nothing).
+    let q = if s.steady {
+        // what the three features evaluate to in the steady state
+        [1 << 16, super::stream::laplace_q16(HIST as u8, HIST as u8), 1 << 16]
+    } else {
+        [s.chebyshev_q16(), s.share_q16(), s.run_q16()]
+    };
+    let mut e = if s.memo_epoch == epoch && s.memo_q == q {
+        s.memo_eval
+    } else {
+        let e = gate.eval(q);
+        s.memo_q = q;
+        s.memo_eval = e;
+        s.memo_epoch = epoch;
+        e
+    };
+    e.fire = e.p > gate.epsilon_eff();
+    d.probability = e.p;
+    if !e.fire {
+        return d;
+    }
+    stats.gate_fired = stats.gate_fired.wrapping_add(1);
+    let target = s.aimd.depth().min(cap).min(s.win_cap);
+    // Async trigger: top the window up only once half of it is consumed.
+    if s.ahead.saturating_mul(2) > target {
+        return d;
+    }
+    let want = target.saturating_sub(s.ahead);
+    let first = (s.ahead as i64).saturating_add(1).saturating_mul(s.stride);
+    let size = s.size;
+    let Some((start, count)) = fit_extents(lba, first, s.stride, size, want, capacity) else {
+        return d;
+    };
+    s.ahead = s.ahead.saturating_add(count);
+    s.last_eval = e;
+    d.prefetch = true;
+    d.start = start;
+    d.sectors = size;
+    d.stride = s.stride;
+    d.count = count;
+    stats.prefetches = stats.prefetches.wrapping_add(1);
+    stats.extents = stats.extents.wrapping_add(count as u64);
+    stats.sectors = stats.sectors.wrapping_add((count as u64).saturating_mul(size as u64));
+    d
+}
+
 /// Place up to `want` extents of `size` sectors at `lba + first + i*stride`,
 /// all inside `[0, capacity)`.  Returns the first start and the count, or
 /// `None` if not even one fits.
+#[inline]
 fn fit_extents(lba: u64, first: i64, stride: i64, size: u32, want: u32, capacity: u64) -> Option<(u64, u32)> {
     if want == 0 || stride == 0 {
         return None;

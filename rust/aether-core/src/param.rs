@@ -275,7 +275,7 @@ pub struct Params {
     pub lambda2: i32,
     /// lambda3: weight of the steady-velocity observable.  Default 1.
     pub lambda3: i32,
-    /// Gate bias b.  Default -1.5.
+    /// Gate bias b.  Default -1.
     pub bias: i32,
     /// Learning rate of the phi update, Q16 in `[0, 1]`.  Default 1/256.
     pub learning_rate: i32,
@@ -295,7 +295,7 @@ impl Params {
         lambda1: 2 * Q16_ONE,   // 2.0
         lambda2: 2 * Q16_ONE,   // 2.0
         lambda3: Q16_ONE,       // 1.0
-        bias: -98_304,          // -1.5
+        bias: -65_536,          // -1.0
         learning_rate: 256,     // 0.00390625 = 1/256
     };
 
@@ -514,10 +514,10 @@ mod tests {
         Params::default().write_all(&mut all).unwrap();
         assert_eq!(
             all.as_str(),
-            "phi=0\nepsilon=0.625\nlambda1=2\nlambda2=2\nlambda3=1\nbias=-1.5\nlearning_rate=0.00391\n"
+            "phi=0\nepsilon=0.625\nlambda1=2\nlambda2=2\nlambda3=1\nbias=-1\nlearning_rate=0.00391\n"
         );
         // A sink that is too small reports Format instead of panicking.
-        let mut tiny = FixedBuf::<2>::new();
+        let mut tiny = FixedBuf::<1>::new();
         assert_eq!(Params::default().get("bias", &mut tiny), Err(ParamError::Format));
     }
 }

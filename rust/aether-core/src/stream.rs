@@ -19,6 +19,7 @@
 //! * request size and the run of requests with `V == 0`.
 
 use super::depth::Aimd;
+use super::engine::MAX_WINDOW_SECTORS;
 use super::gate::GateEval;
 
 /// Number of stream slots.
@@ -77,6 +78,10 @@ pub struct Stream {
     pub steady: bool,
     /// Extents prefetched ahead of the head.
     pub ahead: u32,
+    /// Window cap in extents for the current request size:
+    
+/// `MAX_WINDOW_SECTORS / size` rounded down to a power of two, >= 1.
+    pub win_cap: u32,
     /// Depth controller.
     pub aimd: Aimd,
     /// Gate evaluation of the last issued prefetch (for feedback).
@@ -113,6 +118,7 @@ impl Stream {
         run: 0,
         steady: false,
         ahead: 0,
+        win_cap: 1,
         aimd: Aimd::new(),
         last_eval: GateEval { theta: [0; 3], z: 0, p: 0, fire: false },
         memo_q: [0; 3],
@@ -130,6 +136,7 @@ impl Stream {
         self.gen = gen;
         self.last = lba;
         self.size = clamp_size(sectors);
+        self.win_cap = window_cap(self.size);
         self.nreq = 1;
         self.stamp = stamp;
         self.last_ns = now_ns;
@@ -230,6 +237,9 @@ impl Stream {
         }
         self.delta = d;
         self.last = lba;
+        if size != self.size || self.nreq < 2 {
+            self.win_cap = window_cap(size);
+        }
         self.size = size;
         self.nreq = self.nreq.saturating_add(1);
         self.stamp = stamp;
@@ -287,10 +297,11 @@ impl Stream {
         (1u64 << 16).saturating_sub(ratio) as u32
     }
 
-    /// Majority share as Q16 (`share / HIST`).
+    /// Probability that the next delta follows the trend, by Laplace's rule
+    /// of succession over the history: `(share + 1) / (len + 2)`, Q16.
     #[inline]
     pub fn share_q16(&self) -> u32 {
-        (self.share as u32) << 13
+        laplace_q16(self.share, self.hist_len)
     }
 
     /// Steady-velocity run as Q16, saturating at `HIST` requests.
@@ -305,6 +316,35 @@ impl Stream {
     pub fn id(&self, slot: usize) -> u32 {
         (self.gen << 8) | (slot as u32 & 0xff)
     }
+}
+
+/// `LAPLACE[len][k] = round(65536 * (k + 1) / (len + 2))`, built at compile time.
+const LAPLACE: [[u32; HIST + 1]; HIST + 1] = {
+    let mut t = [[0u32; HIST + 1]; HIST + 1];
+    let mut len = 0;
+    while len <= HIST {
+        let mut k = 0;
+        while k <= len {
+            let den = (len + 2) as u32;
+            t[len][k] = ((((k + 1) as u32) << 16) + den / 2) / den;
+            k += 1;
+        }
+        len += 1;
+    }
+    t
+};
+
+/// Laplace estimate `(k + 1) / (len + 2)` in Q16 (0 for impossible inputs).
+#[inline]
+pub fn laplace_q16(k: u8, len: u8) -> u32 {
+    LAPLACE.get(len as usize).and_then(|r| r.get(k as usize)).copied().unwrap_or(0)
+}
+
+/// `MAX_WINDOW_SECTORS / size` rounded down to a power of two, at least 1.
+#[inline]
+fn window_cap(size: u32) -> u32 {
+    let ceil_log2 = 32u32.saturating_sub(size.saturating_sub(1).leading_zeros());
+    MAX_WINDOW_SECTORS.checked_shr(ceil_log2).unwrap_or(0).max(1)
 }
 
 /// `v / 4` rounded away from zero (toward the sample in an EWMA step), so
@@ -416,18 +456,12 @@ impl StreamTable {
         self.slots.iter_mut()
     }
 
-    /// Fold a read into the stream in `slot` (see [`Stream::observe`]) and
-    /// index its new prediction.  Returns whether the read was on trend.
+    /// Record that the stream in `slot` expects its next read at `pred`.
     #[inline]
-    pub fn observe(&mut self, slot: usize, lba: u64, sectors: u32, now_ns: u64) -> bool {
-        let stamp = self.tick();
-        let Some(s) = self.slots.get_mut(slot) else { return false };
-        let on_trend = s.observe(lba, sectors, stamp, now_ns);
-        let b = pred_bucket(s.predicted());
-        if let Some(p) = self.pred.get_mut(b) {
+    pub fn note_prediction(&mut self, slot: usize, pred: u64) {
+        if let Some(p) = self.pred.get_mut(pred_bucket(pred)) {
             *p = slot as u8;
         }
-        on_trend
     }
 
     /// Find the stream a read at `lba` belongs to, or start a new one.

@@ -17,15 +17,13 @@ fn usage() -> &'static str {
 
 struct Opts {
     json: bool,
-    workloads: Vec<String>,
-    policies: Vec<String>,
     cfg: Config,
     seed: u64,
     positional: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { json: false, workloads: vec![], policies: vec![], cfg: Config::default(), seed: 1, positional: vec![] };
+    let mut o = Opts { json: false, cfg: Config::default(), seed: 1, positional: vec![] };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> Result<u64, String> {
@@ -34,10 +32,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         };
         match a.as_str() {
             "--json" => o.json = true,
-            "--workload" | "-w" => {
-                let v = num("--workload").map(|_| ()).err();
-                return Err(v.unwrap_or_else(|| "internal".into()));
-            }
             "--latency-us" => o.cfg.latency_us = num(a)?,
             "--bandwidth-mbps" => o.cfg.bandwidth_mbps = num(a)?.max(1),
             "--qd" => o.cfg.queue_depth = num(a)?.max(1) as usize,
@@ -66,7 +60,11 @@ fn main() -> ExitCode {
                     eprintln!("{} needs a value\n{}", args[i], usage());
                     return ExitCode::from(2);
                 };
-                if args[i].contains('w') { workloads.push(v.clone()) } else { policies.push(v.clone()) }
+                if args[i] == "--workload" || args[i] == "-w" {
+                    workloads.push(v.clone())
+                } else {
+                    policies.push(v.clone())
+                }
                 i += 2;
             }
             _ => {
@@ -75,7 +73,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let mut o = match parse(&rest) {
+    let o = match parse(&rest) {
         Ok(o) => o,
         Err(e) => {
             if !e.is_empty() {
@@ -85,22 +83,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    o.workloads = workloads;
-    o.policies = policies;
-    for p in &o.policies {
+    for p in &policies {
         if make(p).is_none() {
             eprintln!("error: unknown policy {p:?}\n{}", usage());
             return ExitCode::from(2);
         }
     }
-    let pols: Vec<&str> = if o.policies.is_empty() { POLICIES.to_vec() } else { o.policies.iter().map(|s| s.as_str()).collect() };
+    let pols: Vec<&str> = if policies.is_empty() { POLICIES.to_vec() } else { policies.iter().map(|s| s.as_str()).collect() };
     let Some(cmd) = o.positional.first().cloned() else {
         eprint!("{}", usage());
         return ExitCode::from(2);
     };
     let results = match cmd.as_str() {
         "synth" => {
-            let names: Vec<String> = if o.workloads.is_empty() { WORKLOADS.iter().map(|s| s.to_string()).collect() } else { o.workloads.clone() };
+            let names: Vec<String> = if workloads.is_empty() { WORKLOADS.iter().map(|s| s.to_string()).collect() } else { workloads.clone() };
             let mut all = Vec::new();
             for w in &names {
                 let Some(reqs) = synth(w, o.seed) else {
