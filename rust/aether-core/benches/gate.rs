@@ -7,7 +7,7 @@
 //! `$CARGO_TARGET_DIR/criterion/<group>/<bench>/new/estimates.json`.
 
 use aether_core::gate::Gate;
-use aether_core::{Decision, Engine, Params};
+use aether_core::{Decision, Engine, Outcome, Params};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 /// The reference: prefetch the next block when the read continues the
@@ -63,9 +63,32 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // aether: one sequential stream (the common case: MRU fast path,
-    // feature update, three observables, sigmoid, depth/window logic).
+    // aether: one sequential stream in steady state (the common case: MRU
+    // fast path, steady features, memoised gate, depth grown by timely
+    // feedback during warm-up so that a window top-up is issued every
+    // 32 reads, as for a long-running stream).
     g.bench_function("aether_update_decide_seq", |b| {
+        let mut e = Engine::new(Params::default());
+        let mut lba = 1u64 << 30;
+        let mut now = 0u64;
+        for _ in 0..4096 {
+            lba += 8;
+            now += 1000;
+            let d = e.on_read(lba, 8, now);
+            for _ in 0..d.count {
+                e.on_feedback(d.stream, Outcome::Timely);
+            }
+        }
+        b.iter(|| {
+            lba = lba.wrapping_add(8);
+            now = now.wrapping_add(1000);
+            consume(aether_step(&mut e, black_box(lba), 8, now))
+        })
+    });
+
+    // aether: the same stream without any feedback (depth stays at its
+    // initial 4 extents, so every second read issues a top-up).
+    g.bench_function("aether_update_decide_seq_cold", |b| {
         let mut e = Engine::new(Params::default());
         let mut lba = 1u64 << 30;
         let mut now = 0u64;

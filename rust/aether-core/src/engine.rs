@@ -246,7 +246,7 @@ impl Engine {
         let cap = self.guard.cap();
         let capacity = self.capacity;
         let epoch = self.gate.epoch();
-        let Some(s) = self.table.get_mut(slot) else {
+        let Some(s) = self.table.slot_mut(slot) else {
             return Decision::default();
         };
         let on_trend = s.observe(lba, sectors, stamp, now_ns);
@@ -351,21 +351,11 @@ fn decide(
         return d;
     }
     // Gate: memoised per stream while the features and the gate's epoch
-    // are unchanged (a steady stream re-evaluates nothing).
-    let q = if s.steady {
-        // what the three features evaluate to in the steady state
-        [1 << 16, super::stream::laplace_q16(HIST as u8, HIST as u8), 1 << 16]
-    } else {
-        [s.chebyshev_q16(), s.share_q16(), s.run_q16()]
-    };
-    let mut e = if s.memo_epoch == epoch && s.memo_q == q {
+    // are unchanged, so a steady stream re-evaluates nothing.
+    let mut e = if s.steady && s.memo_steady && s.memo_epoch == epoch {
         s.memo_eval
     } else {
-        let e = gate.eval(q);
-        s.memo_q = q;
-        s.memo_eval = e;
-        s.memo_epoch = epoch;
-        e
+        evaluate(s, gate, epoch)
     };
     e.fire = e.p > gate.epsilon_eff();
     d.probability = e.p;
@@ -395,6 +385,28 @@ fn decide(
     stats.extents = stats.extents.wrapping_add(count as u64);
     stats.sectors = stats.sectors.wrapping_add((count as u64).saturating_mul(size as u64));
     d
+}
+
+/// Evaluate the gate for stream `s`, reusing its memo when the features
+/// and the gate epoch are unchanged.
+#[inline(never)]
+fn evaluate(s: &mut Stream, gate: &Gate, epoch: u64) -> GateEval {
+    let q = if s.steady {
+        // what the three features evaluate to in the steady state
+        [1 << 16, super::stream::laplace_q16(HIST as u8, HIST as u8), 1 << 16]
+    } else {
+        [s.chebyshev_q16(), s.share_q16(), s.run_q16()]
+    };
+    if s.memo_epoch == epoch && s.memo_q == q {
+        s.memo_steady = s.steady;
+        return s.memo_eval;
+    }
+    let e = gate.eval(q);
+    s.memo_q = q;
+    s.memo_eval = e;
+    s.memo_epoch = epoch;
+    s.memo_steady = s.steady;
+    e
 }
 
 /// Place up to `want` extents of `size` sectors at `lba + first + i*stride`,

@@ -112,60 +112,6 @@ pub fn clamp_i64(v: i64, lo: i64, hi: i64) -> i64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cos_cardinal_points() {
-        assert_eq!(cos_q15(0), 32767);
-        assert_eq!(cos_q15(16384), 0);
-        assert_eq!(cos_q15(32768), -32767);
-        assert_eq!(cos_q15(49152), 0);
-        assert_eq!(sin_q15(16384), 32767);
-        assert_eq!(sin_q15(0), 0);
-        assert!(cos_q15(u16::MAX) >= 32760); // last cell is cos(-2*pi/1024) ~ 1
-    }
-
-    #[test]
-    fn sigmoid_monotone_and_symmetric() {
-        let mut prev = 0;
-        let mut z = -9 * Q16_ONE;
-        while z < 9 * Q16_ONE {
-            let s = sigmoid_q16(z);
-            assert!(s >= prev, "sigmoid not monotone at {z}");
-            prev = s;
-            z += 997;
-        }
-        assert!(sigmoid_q16(i32::MIN) < 40);
-        assert!(sigmoid_q16(i32::MAX) > 65490);
-        let mid = sigmoid_q16(0) as i32;
-        assert!((mid - 32768).abs() < 300, "{mid}");
-    }
-
-    #[test]
-    fn rad_to_brad() {
-        assert_eq!(rad_q16_to_brad(0), 0);
-        assert_eq!(rad_q16_to_brad(HALF_PI_Q16), 16384);
-        assert_eq!(rad_q16_to_brad(PI_Q16), 32768);
-        assert_eq!(rad_q16_to_brad(-HALF_PI_Q16), 49152);
-        // extreme inputs wrap, never panic
-        let _ = rad_q16_to_brad(i32::MIN);
-        let _ = rad_q16_to_brad(i32::MAX);
-    }
-
-    #[test]
-    fn saturation_helpers() {
-        assert_eq!(sat_i32(i64::MAX), i32::MAX);
-        assert_eq!(sat_i32(i64::MIN), i32::MIN);
-        assert_eq!(mul_q16(i32::MAX, i32::MAX), i32::MAX);
-        assert_eq!(mul_q16(Q16_ONE, -Q16_ONE), -Q16_ONE);
-        assert_eq!(clamp_i32(5, 0, 3), 3);
-        assert_eq!(clamp_i32(-5, 0, 3), 0);
-        assert_eq!(clamp_i64(i64::MIN, -1, 1), -1);
-    }
-}
-
 const COS_Q15: [i16; 1024] = [
     32767, 32766, 32765, 32761, 32757, 32752, 32745, 32737, 32728, 32717, 32705, 32692, 32678, 32663, 32646, 32628,
     32609, 32589, 32567, 32545, 32521, 32495, 32469, 32441, 32412, 32382, 32351, 32318, 32285, 32250, 32213, 32176,
@@ -267,3 +213,57 @@ const SIGMOID_Q16: [u16; 512] = [
     65477, 65479, 65481, 65482, 65484, 65486, 65487, 65489, 65490, 65492, 65493, 65494, 65496, 65497, 65498, 65499,
     65500, 65501, 65502, 65504, 65505, 65505, 65506, 65507, 65508, 65509, 65510, 65511, 65511, 65512, 65513, 65514,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cos_cardinal_points() {
+        assert_eq!(cos_q15(0), 32767);
+        assert_eq!(cos_q15(16384), 0);
+        assert_eq!(cos_q15(32768), -32767);
+        assert_eq!(cos_q15(49152), 0);
+        assert_eq!(sin_q15(16384), 32767);
+        assert_eq!(sin_q15(0), 0);
+        assert!(cos_q15(u16::MAX) >= 32760); // last cell is cos(-2*pi/1024) ~ 1
+    }
+
+    #[test]
+    fn sigmoid_monotone_and_symmetric() {
+        let mut prev = 0;
+        let mut z = -9 * Q16_ONE;
+        while z < 9 * Q16_ONE {
+            let s = sigmoid_q16(z);
+            assert!(s >= prev, "sigmoid not monotone at {z}");
+            prev = s;
+            z += 997;
+        }
+        assert!(sigmoid_q16(i32::MIN) < 40);
+        assert!(sigmoid_q16(i32::MAX) > 65490);
+        let mid = sigmoid_q16(0) as i32;
+        assert!((mid - 32768).abs() < 300, "{mid}");
+    }
+
+    #[test]
+    fn rad_to_brad() {
+        assert_eq!(rad_q16_to_brad(0), 0);
+        assert_eq!(rad_q16_to_brad(HALF_PI_Q16), 16384);
+        assert_eq!(rad_q16_to_brad(PI_Q16), 32768);
+        assert_eq!(rad_q16_to_brad(-HALF_PI_Q16), 49152);
+        // extreme inputs wrap, never panic
+        let _ = rad_q16_to_brad(i32::MIN);
+        let _ = rad_q16_to_brad(i32::MAX);
+    }
+
+    #[test]
+    fn saturation_helpers() {
+        assert_eq!(sat_i32(i64::MAX), i32::MAX);
+        assert_eq!(sat_i32(i64::MIN), i32::MIN);
+        assert_eq!(mul_q16(i32::MAX, i32::MAX), i32::MAX);
+        assert_eq!(mul_q16(Q16_ONE, -Q16_ONE), -Q16_ONE);
+        assert_eq!(clamp_i32(5, 0, 3), 3);
+        assert_eq!(clamp_i32(-5, 0, 3), 0);
+        assert_eq!(clamp_i64(i64::MIN, -1, 1), -1);
+    }
+}

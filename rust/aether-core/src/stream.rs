@@ -92,6 +92,8 @@ pub struct Stream {
     pub memo_eval: GateEval,
     /// Gate epoch of `memo_eval` (`u64::MAX` = none).
     pub memo_epoch: u64,
+    /// `memo_eval` was computed for the steady-state features.
+    pub memo_steady: bool,
     /// LRU stamp.
     pub stamp: u64,
     /// Time of the last request, ns.
@@ -124,6 +126,7 @@ impl Stream {
         memo_q: [0; 3],
         memo_eval: GateEval { theta: [0; 3], z: 0, p: 0, fire: false },
         memo_epoch: u64::MAX,
+        memo_steady: false,
         stamp: 0,
         last_ns: 0,
     };
@@ -156,13 +159,7 @@ impl Stream {
     /// continued the trend (its delta equals the trend stride).
     pub fn update(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
         let raw = lba.wrapping_sub(self.last) as i64;
-        let d = if raw > DELTA_CLAMP {
-            DELTA_CLAMP
-        } else if raw < -DELTA_CLAMP {
-            -DELTA_CLAMP
-        } else {
-            raw
-        };
+        let d = raw.clamp(-DELTA_CLAMP, DELTA_CLAMP);
         let on_trend = self.stride != 0 && raw == self.stride;
         let size = clamp_size(sectors);
         // Velocity change and steady run.
@@ -256,14 +253,20 @@ impl Stream {
     #[inline]
     pub fn observe(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
         let raw = lba.wrapping_sub(self.last) as i64;
-        if self.steady && raw == self.stride && clamp_size(sectors) == self.size {
+        if self.steady && raw == self.stride && sectors == self.size {
+            // Every history entry equals the stride, so the ring position is
+            // irrelevant and is not advanced.
             self.last = lba;
             self.nreq = self.nreq.saturating_add(1);
-            self.hist_pos = ((self.hist_pos as usize + 1) & (HIST - 1)) as u8;
             self.stamp = stamp;
             self.last_ns = now_ns;
             return true;
         }
+        self.observe_slow(lba, sectors, stamp, now_ns)
+    }
+
+    #[inline(never)]
+    fn observe_slow(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
         let on_trend = self.update(lba, sectors, stamp, now_ns);
         self.steady = self.stride != 0
             && self.var_q16 == 0
@@ -272,6 +275,9 @@ impl Stream {
             && self.velocity == 0
             && self.delta == self.stride
             && self.mean_q8 == self.stride << 8;
+        if !self.steady {
+            self.memo_steady = false;
+        }
         on_trend
     }
 
@@ -370,14 +376,16 @@ fn clamp_size(sectors: u32) -> u32 {
 }
 
 /// Buckets of the predicted-position index.
-pub const PRED_BUCKETS: usize = 64;
+pub const PRED_BUCKETS: usize = 256;
 const NO_SLOT: u8 = u8::MAX;
-const _: () = assert!(STREAM_SLOTS < NO_SLOT as usize && PRED_BUCKETS == 64);
+const _: () = assert!(STREAM_SLOTS < NO_SLOT as usize && PRED_BUCKETS == 256);
+const _: () = assert!(STREAM_SLOTS.is_power_of_two());
+const SLOT_MASK: usize = STREAM_SLOTS - 1;
 
 #[inline]
 fn pred_bucket(lba: u64) -> usize {
-    // Fibonacci hashing: top 6 bits of lba * 2^64/phi.
-    (lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
+    // Fibonacci hashing: top 8 bits of lba * 2^64/phi.
+    (lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
 }
 
 /// Bounded table of streams with LRU replacement.
@@ -446,6 +454,14 @@ impl StreamTable {
         self.slots.get_mut(slot)
     }
 
+    /// Mutable access to a slot index produced by [`StreamTable::lookup`]
+    /// (always below `STREAM_SLOTS`; masking lets the compiler drop the
+    /// bounds check).
+    #[inline]
+    pub fn slot_mut(&mut self, slot: usize) -> Option<&mut Stream> {
+        self.slots.get_mut(slot & SLOT_MASK)
+    }
+
     /// Iterate over all slots.
     pub fn iter(&self) -> core::slice::Iter<'_, Stream> {
         self.slots.iter()
@@ -470,9 +486,10 @@ impl StreamTable {
     /// single stream that keeps its trend costs one comparison.
     #[inline]
     pub fn lookup(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
-        if let Some(s) = self.slots.get(self.mru) {
+        let mru = self.mru & SLOT_MASK;
+        if let Some(s) = self.slots.get(mru) {
             if s.valid && s.predicted() == lba {
-                return Lookup::Hit(self.mru);
+                return Lookup::Hit(mru);
             }
         }
         let hint = self.pred.get(pred_bucket(lba)).copied().unwrap_or(NO_SLOT) as usize;
@@ -532,11 +549,7 @@ impl StreamTable {
 
 #[inline]
 fn abs_diff(a: u64, b: u64) -> u64 {
-    if a > b {
-        a - b
-    } else {
-        b - a
-    }
+    a.abs_diff(b)
 }
 
 #[cfg(test)]
