@@ -4,11 +4,12 @@
 #   make            build the test kernel if needed, then aether.ko
 #   make demo       boot QEMU with an emulated NVMe and show aether working
 #   make test       host tests, KUnit suites and integration tests in QEMU
+#   make bench      fio raw NVMe vs aether in one QEMU run (ratios)
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo clean
+.PHONY: all module setup kernel kernel-image kernel-dir test demo bench clean
 
 all: module
 
@@ -32,6 +33,9 @@ test:
 
 demo:
 	@scripts/demo.sh
+
+bench:
+	@scripts/bench.sh
 
 clean:
 	rm -rf target aether.ko *.o *.mod *.mod.c .*.cmd modules.order Module.symvers \

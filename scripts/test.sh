@@ -81,6 +81,7 @@ run_job() {
     count_job "$name" $? "$out/$name.console.log"
 }
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
+run_job target --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
 
 # aether-part against two NVMe controllers behind an emulated intel-iommu.
 if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log"); then

@@ -6,6 +6,7 @@
 //! - `module.rs`: load and unload (target registration, the debugfs root).
 //! - `target.rs`: the device-mapper target; `map` is where every bio enters and
 //!   where the gate decides, `end_io` where it completes.
+//! - `devices.rs`: one debugfs directory per mapped device, across reloads.
 //! - `telemetry.rs`: per-CPU counters and latency histograms.
 //! - `tuning.rs`, `debugfs_files.rs`, `params.rs`: debugfs, `dmsetup message`
 //!   and module parameters, all through one parser.
@@ -24,6 +25,7 @@ mod kernel_ext;
 mod aether_core;
 
 mod debugfs_files;
+mod devices;
 mod kunit_tests;
 mod module;
 mod params;

@@ -9,6 +9,7 @@
 
 use crate::aether_core::ParamId;
 use crate::kernel_ext::debugfs::{Dir, File, FileOps};
+use crate::kernel_ext::print::ratelimit;
 use crate::tuning::{self, DeviceTuning, Tunable};
 use core::fmt::Write;
 use kernel::{prelude::*, str::CStr, sync::Arc};
@@ -29,7 +30,9 @@ impl<D: DeviceTuning> FileOps for TunableFile<D> {
         let name = self.tunable.name();
         let result = tuning::input_str(input).and_then(|value| self.dev.set(name, value));
         result.map_err(|e| {
-            pr_err!("debugfs {}: write refused: {}\n", name, e.as_str());
+            if ratelimit() {
+                pr_err!("debugfs {}: write refused: {}\n", name, e.as_str());
+            }
             e.errno()
         })
     }
@@ -74,6 +77,11 @@ impl DeviceFiles {
         files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(dev.clone()))?, GFP_KERNEL)?;
         files.push(dir.file(kernel::c_str!("latency_histogram"), false, HistogramFile(dev))?, GFP_KERNEL)?;
         Ok(Self { _files: files, _dir: dir })
+    }
+
+    /// No directory (the device has no name yet).
+    pub(crate) fn absent() -> Self {
+        Self { _files: KVec::new(), _dir: Dir::absent() }
     }
 
     /// Whether the directory exists in debugfs.

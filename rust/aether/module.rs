@@ -5,6 +5,7 @@
 
 use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::dm::Registration;
+use crate::devices::Registry;
 use crate::target::AetherTarget;
 use kernel::{c_str, prelude::*};
 
@@ -20,8 +21,8 @@ pub(crate) struct AetherModule {
 
 impl kernel::Module for AetherModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let debugfs_root = Dir::new(c_str!("aether"));
-        let registration = KBox::pin_init(Registration::new(c_str!("aether"), TARGET_VERSION, module, debugfs_root), GFP_KERNEL)
+        let registry = Registry::new(Dir::new(c_str!("aether")))?;
+        let registration = KBox::pin_init(Registration::new(c_str!("aether"), TARGET_VERSION, module, registry), GFP_KERNEL)
             .inspect_err(|e| pr_err!("cannot register the device-mapper target: error {}\n", e.to_errno()))?;
         pr_info!("target registered (version {}.{}.{})\n", TARGET_VERSION[0], TARGET_VERSION[1], TARGET_VERSION[2]);
         Ok(Self { _registration: registration })

@@ -6,6 +6,7 @@
 //! nothing and logs one line.
 
 use crate::kernel_ext::moduleparam::{module_param_handler, ParamHandler};
+use crate::kernel_ext::print::ratelimit;
 use crate::tuning::{self, Tunable, DEFAULTS};
 use kernel::prelude::*;
 
@@ -15,7 +16,9 @@ pub(crate) struct ModuleParams;
 impl ParamHandler for ModuleParams {
     fn set(name: &str, value: &[u8]) -> Result {
         tuning::input_str(value).and_then(|v| DEFAULTS.set(name, v)).map_err(|e| {
-            pr_err!("module parameter {}: refused: {}\n", name, e.as_str());
+            if ratelimit() {
+                pr_err!("module parameter {}: refused: {}\n", name, e.as_str());
+            }
             e.errno()
         })
     }

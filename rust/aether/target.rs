@@ -12,12 +12,11 @@
 
 use crate::aether_core::{Engine, Params};
 use crate::kernel_ext::bio::{Bio, BioOp};
-use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::time::ktime_get_ns;
 use crate::kernel_ext::dm::{BlkStatus, DM_NAME_LEN, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
 use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, TuneError, Tunable, DEFAULTS};
-use crate::debugfs_files::DeviceFiles;
+use crate::devices::{Attachment, Registry};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::{c_str, ffi::c_int, new_spinlock, prelude::*, str::CStr, sync::{Arc, SpinLock}};
@@ -41,11 +40,13 @@ pub(crate) struct Gate {
 }
 
 /// State shared by the target, its debugfs files and its messages.
+///
+/// Holds no device reference: debugfs readers may keep it alive briefly past
+/// `dtr`, so the `DmDev` lives in [`AetherTarget`] instead.
 #[pin_data]
 pub(crate) struct Shared {
-    dev: DmDev,
-    /// Target start in the mapped device (`ti->begin`), in sectors.
-    begin: u64,
+    /// The underlying device as `major:minor`, for `dmsetup table`.
+    dev_name: KVec<u8>,
     /// Whether reads go through the gate.
     pub(crate) enabled: AtomicBool,
     /// The stream detector and gate. Taken once per read or write bio, from
@@ -105,12 +106,13 @@ pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KBox<Engine>> 
     Ok(engine)
 }
 
-/// One `aether` table line.
+/// One `aether` table line. Fields drop in order: leave the device registry
+/// (which may remove the debugfs files, waiting for their readers), then the
+/// shared state, then the device reference, which must go inside `dtr`.
 pub(crate) struct AetherTarget {
-    // Dropped first: removing the files waits for readers, so nothing uses
-    // `shared` through debugfs afterwards.
-    _files: Option<DeviceFiles>,
+    attachment: Attachment,
     shared: Arc<Shared>,
+    dev: DmDev,
 }
 
 /// Reports a bad table line: one dmesg line naming the problem, and the
@@ -155,17 +157,17 @@ fn parse_opt_args(target: &mut Target, args: &[&CStr], params: &mut Params, enab
         }
     }
     if text.len() > TABLE_ARGS_MAX {
-        return Err(ctr_error(target, c_str!("Optional arguments too long"), ""));
+        return Err(ctr_error(target, c_str!("Optional arguments too long"), "over 256 bytes"));
     }
     Ok(())
 }
 
 impl TargetOperations for AetherTarget {
     type PerBio = PerBio;
-    /// The module's `/sys/kernel/debug/aether/`.
-    type Context = Dir;
+    /// The mapped devices with aether tables and their debugfs directories.
+    type Context = Arc<Registry>;
 
-    fn ctr(debugfs_root: &Dir, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>> {
+    fn ctr(registry: &Arc<Registry>, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>> {
         let Some((path, opt)) = args.split_first() else {
             return Err(ctr_error(target, c_str!("Missing device path"), "usage: <dev_path> [<#opt_args> <key> <value>...]"));
         };
@@ -182,11 +184,11 @@ impl TargetOperations for AetherTarget {
             }
         };
         let engine = new_engine(params, dev.sectors())?;
-        let begin = target.begin();
+        let mut dev_name = KVec::new();
+        dev_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
-                dev,
-                begin,
+                dev_name,
                 enabled: AtomicBool::new(enabled),
                 gate <- new_spinlock!(Gate { params, engine }, "aether_gate"),
                 telemetry: Telemetry::new()?,
@@ -195,14 +197,16 @@ impl TargetOperations for AetherTarget {
             GFP_KERNEL,
         )?;
         let mut name_buf = [0u8; DM_NAME_LEN];
-        let files = match target.device_name(&mut name_buf) {
-            Some(name) => Some(DeviceFiles::new(debugfs_root, name, shared.clone())?),
-            None => None,
-        };
-        Ok(KBox::pin(Self { _files: files, shared }, GFP_KERNEL)?)
+        let md = target.device_id();
+        let attachment = registry.attach(md, target.device_name(&mut name_buf), &shared)?;
+        Ok(KBox::pin(Self { attachment, shared, dev }, GFP_KERNEL)?)
     }
 
-    fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut PerBio) -> MapResult {
+    fn resume(&self, _target: &Target) {
+        self.attachment.make_live();
+    }
+
+    fn map(&self, target: &Target, bio: &mut Bio) -> (MapResult, PerBio) {
         let s = &self.shared;
         let now = ktime_get_ns();
         let offset = bio.sector().wrapping_sub(target.begin());
@@ -229,18 +233,21 @@ impl TargetOperations for AetherTarget {
                 s.telemetry.add(Counter::Writes, 1);
                 s.telemetry.add(Counter::WriteBytes, bytes);
                 dir = Some(Direction::Write);
-                s.gate.lock().engine.on_write(offset, sectors, now as u64);
+                if s.enabled.load(Relaxed) {
+                    s.gate.lock().engine.on_write(offset, sectors, now as u64);
+                }
             }
             BioOp::Discard => {
                 s.telemetry.add(Counter::Discards, 1);
-                s.gate.lock().engine.on_write(offset, sectors, now as u64);
+                if s.enabled.load(Relaxed) {
+                    s.gate.lock().engine.on_write(offset, sectors, now as u64);
+                }
             }
             BioOp::Flush => s.telemetry.add(Counter::Flushes, 1),
             BioOp::Other => s.telemetry.add(Counter::Other, 1),
         }
-        *per_bio = PerBio { start_ns: now, dir };
-        bio.remap(&s.dev, offset);
-        MapResult::Remapped
+        bio.remap(&self.dev, offset);
+        (MapResult::Remapped, PerBio { start_ns: now, dir })
     }
 
     fn end_io(&self, _bio: &Bio, per_bio: &PerBio, status: BlkStatus) {
@@ -258,9 +265,10 @@ impl TargetOperations for AetherTarget {
             StatusType::Info => s.write_stats(out, "=", " "),
             StatusType::Table => {
                 let args = core::str::from_utf8(&s.table_args).unwrap_or("");
-                write!(out, "{}{}{}", s.dev.name().to_str().unwrap_or("?"), if args.is_empty() { "" } else { " " }, args)
+                let dev = core::str::from_utf8(&s.dev_name).unwrap_or("?");
+                write!(out, "{}{}{}", dev, if args.is_empty() { "" } else { " " }, args)
             }
-            StatusType::Ima => write!(out, "target_name=aether,device_name={};", s.dev.name().to_str().unwrap_or("?")),
+            StatusType::Ima => write!(out, "target_name=aether,device_name={};", core::str::from_utf8(&s.dev_name).unwrap_or("?")),
         };
     }
 
@@ -276,6 +284,6 @@ impl TargetOperations for AetherTarget {
     }
 
     fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int {
-        visitor.visit(&self.shared.dev, 0, target.len())
+        visitor.visit(&self.dev, 0, target.len())
     }
 }

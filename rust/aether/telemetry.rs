@@ -43,7 +43,7 @@ pub(crate) enum Counter {
 }
 
 impl Counter {
-    pub(crate) const COUNT: usize = 12;
+    pub(crate) const COUNT: usize = Counter::GateSectors as usize + 1;
     pub(crate) const ALL: [Counter; Self::COUNT] = [
         Counter::Reads,
         Counter::ReadBytes,

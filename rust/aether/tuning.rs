@@ -8,6 +8,7 @@
 //! nothing.
 
 use crate::aether_core::{ParamError, ParamId, Params};
+use crate::kernel_ext::print::ratelimit;
 use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use kernel::prelude::*;
 
@@ -40,12 +41,16 @@ pub(crate) enum TuneError {
     UnknownName,
     Value(ParamError),
     NotBool,
+    /// The device has no live table (it is going away).
+    Gone,
 }
 
 impl TuneError {
+    /// Every refused input is `EINVAL`, as sysfs and debugfs users expect;
+    /// the dmesg line says which rule it broke.
     pub(crate) fn errno(self) -> Error {
         match self {
-            TuneError::Value(ParamError::Overflow) | TuneError::Value(ParamError::OutOfRange) => ERANGE,
+            TuneError::Gone => ENODEV,
             _ => EINVAL,
         }
     }
@@ -55,6 +60,7 @@ impl TuneError {
             TuneError::UnknownName => "unknown parameter",
             TuneError::Value(e) => e.as_str(),
             TuneError::NotBool => "expected 0 or 1",
+            TuneError::Gone => "device has no live table",
         }
     }
 }
@@ -134,7 +140,9 @@ pub(crate) trait DeviceTuning: Send + Sync {
 pub(crate) fn message(dev: &dyn DeviceTuning, args: &[&str], out: &mut dyn core::fmt::Write) -> Result {
     let word = |i: usize| args.get(i).copied().unwrap_or("");
     let refuse = |why: &str, e: Error| -> Result {
-        pr_err!("message '{} {} {}' refused: {}\n", word(0), word(1), word(2), why);
+        if ratelimit() {
+            pr_err!("message '{} {} {}' refused: {}\n", word(0), word(1), word(2), why);
+        }
         Err(e)
     };
     match (word(0), args.len()) {

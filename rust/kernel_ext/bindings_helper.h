@@ -10,3 +10,7 @@
 #include <kunit/test.h>
 #include <kunit/test-bug.h>
 #include "../shim/aether_shim.h"
+
+/* Macros with casts that bindgen cannot evaluate (as rust/bindings does). */
+const fmode_t AETHER_CONST_FMODE_READ = FMODE_READ;
+const fmode_t AETHER_CONST_FMODE_WRITE = FMODE_WRITE;

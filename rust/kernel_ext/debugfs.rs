@@ -57,6 +57,11 @@ impl Dir {
         }
     }
 
+    /// A handle to no directory.
+    pub(crate) fn absent() -> Self {
+        Self { entry: None }
+    }
+
     /// Whether the directory exists in debugfs.
     pub(crate) fn is_present(&self) -> bool {
         self.entry.is_some()

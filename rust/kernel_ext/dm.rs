@@ -71,13 +71,20 @@ impl Target {
         unsafe { (*self.ptr).len }
     }
 
+    /// Identifies the mapped device this target belongs to; stable across
+    /// table reloads and renames, unique while the device exists.
+    pub(crate) fn device_id(&self) -> usize {
+        // SAFETY: `ptr` and its table are valid by the type invariant.
+        unsafe { bindings::dm_table_get_md((*self.ptr).table) as usize }
+    }
+
     /// The mapped device's name (`dmsetup create NAME`), copied into `buf`.
-    /// Only valid in `ctr`.
-    pub(crate) fn device_name<'a>(&self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
-        // SAFETY: `ptr` and its table are valid (type invariant); `buf` has the
-        // `DM_NAME_LEN` bytes the function writes at most; a null uuid pointer
-        // skips the uuid. It takes `_hash_lock`, which `ctr` runs outside of
-        // (dm-ioctl's table_load), so this must be called from `ctr` only.
+    /// Takes `&mut self` because only `ctr` may call it (see the SAFETY note).
+    pub(crate) fn device_name<'a>(&mut self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
+        // SAFETY: `ptr` and its table are valid (type invariant); `buf` holds
+        // the `DM_NAME_LEN` bytes `strcpy` may write; a null uuid skips the
+        // uuid. The call takes `dm_hash_cells_mutex` and may sleep; `ctr` runs
+        // in process context and no path that calls it holds that mutex.
         let r = unsafe {
             bindings::dm_copy_name_and_uuid(
                 bindings::dm_table_get_md((*self.ptr).table),
@@ -102,6 +109,9 @@ impl Target {
     /// Asks for one clone each of flush, discard and write-zeroes bios, and
     /// reserves `size_of::<P>()` bytes of per-bio data: a pass-through setup.
     fn setup_passthrough<P>(&mut self) {
+        // `dm_per_bio_data` returns the bytes right before `dm_target_io`,
+        // which is 8-byte aligned; a more aligned `P` would be misaligned.
+        const { assert!(core::mem::align_of::<P>() <= 8) };
         // SAFETY: `ptr` is valid and writable during `ctr` by the type invariant.
         unsafe {
             let ti = &mut *self.ptr;
@@ -117,16 +127,20 @@ impl Target {
 ///
 /// # Invariants
 ///
-/// `dev` was returned by `dm_get_device` for `target` and has not been put;
-/// `target` outlives this value (targets drop their devices in `dtr` at the
-/// latest, before device-mapper frees the `dm_target`).
+/// `dev` was returned by `dm_get_device` for `target` and has not been put.
+/// The value is dropped only inside the owning target's `ctr` or `dtr`
+/// (it lives in the target's private data, never behind a shared handle):
+/// `dm_put_device` edits `ti->table->devices` without locking, which is only
+/// safe there, and `target` is alive then.
 pub(crate) struct DmDev {
     dev: *mut bindings::dm_dev,
     target: *mut bindings::dm_target,
 }
 
-// SAFETY: A `dm_dev` is reference counted by device-mapper and usable from any
-// thread; `DmDev` only reads it.
+// SAFETY: A `dm_dev` is refcounted by device-mapper and read-only after
+// `dm_get_device`, so reading it from any thread is fine. `Drop` is confined to
+// the owning target's `ctr`/`dtr` (type invariant), which device-mapper never
+// runs concurrently with other operations on that table.
 unsafe impl Send for DmDev {}
 // SAFETY: See `Send`.
 unsafe impl Sync for DmDev {}
@@ -205,11 +219,15 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// [`Target::set_error`] so `dmsetup` can say why.
     fn ctr(ctx: &Self::Context, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>>;
 
-    /// Maps a bio: remap it to an underlying device.
-    fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut Self::PerBio) -> MapResult;
+    /// Maps a bio: remap it to an underlying device. The returned per-bio
+    /// state is what `end_io` gets for this bio.
+    fn map(&self, target: &Target, bio: &mut Bio) -> (MapResult, Self::PerBio);
 
-    /// Observes a bio's completion.
+    /// Observes a bio's completion (possibly in hard-IRQ context).
     fn end_io(&self, bio: &Bio, per_bio: &Self::PerBio, status: BlkStatus);
+
+    /// The table became the device's live table (`dmsetup resume`).
+    fn resume(&self, _target: &Target) {}
 
     /// Writes `dmsetup status`/`table` output.
     fn status(&self, kind: StatusType, out: &mut ResultWriter<'_>);
@@ -245,16 +263,19 @@ unsafe fn collect_args<'a>(argc: c_uint, argv: *mut *mut c_char, out: &mut [&'a 
     Ok(n)
 }
 
-/// Per-bio data of `bio` for target type `T`.
+/// Per-bio data of `bio` for target type `T`: uninitialised until the `map`
+/// trampoline writes it.
 ///
 /// # Safety
 ///
 /// `bio` must be a bio device-mapper is mapping or completing for a target of
 /// type `T`, which set `per_io_data_size` to `size_of::<T::PerBio>()`.
-unsafe fn per_bio<'a, T: TargetOperations>(bio: *mut bindings::bio) -> &'a mut T::PerBio {
-    // SAFETY: device-mapper reserved this many suitably aligned bytes in front of
-    // the bio (caller's guarantee); they belong to the target until completion.
-    unsafe { &mut *bindings::dm_per_bio_data(bio, core::mem::size_of::<T::PerBio>()).cast::<T::PerBio>() }
+unsafe fn per_bio<T: TargetOperations>(bio: *mut bindings::bio) -> *mut T::PerBio {
+    // SAFETY: `dm_per_bio_data` returns the `size_of::<T::PerBio>()` bytes right
+    // before the bio's `dm_target_io`, 8-byte aligned (and `setup_passthrough`
+    // checks `T::PerBio` needs no more); they belong to the target until the
+    // bio completes (caller's guarantee).
+    unsafe { bindings::dm_per_bio_data(bio, core::mem::size_of::<T::PerBio>()).cast::<T::PerBio>() }
 }
 
 /// The target's private data.
@@ -269,9 +290,16 @@ unsafe fn private<'a, T: TargetOperations>(ti: *mut bindings::dm_target) -> Pin<
     unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) }
 }
 
+/// The C callbacks of a `Registration<T>`. Each is only ever called by
+/// device-mapper for a target of the `target_type` that `Registration<T>`
+/// registered, with the arguments that callback type documents.
 struct VTable<T>(PhantomData<T>);
 
 impl<T: TargetOperations> VTable<T> {
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.ctr` with a valid `ti` and
+    /// `argc` valid NUL-terminated strings in `argv`.
     unsafe extern "C" fn ctr(ti: *mut bindings::dm_target, argc: c_uint, argv: *mut *mut c_char) -> c_int {
         let mut target = Target { ptr: ti };
         let mut args: [&CStr; MAX_ARGS] = [kernel::c_str!(""); MAX_ARGS];
@@ -279,14 +307,16 @@ impl<T: TargetOperations> VTable<T> {
         let n = match unsafe { collect_args(argc, argv, &mut args) } {
             Ok(n) => n,
             Err(e) => {
+                kernel::pr_err!("bad table line: too many arguments ({}, at most {})\n", argc, MAX_ARGS);
                 target.set_error(kernel::c_str!("Too many arguments"));
                 return e.to_errno();
             }
         };
         target.setup_passthrough::<T::PerBio>();
-        // SAFETY: `ti->type` is the `target_type` inside a live `Registration<T>`:
-        // device-mapper only calls our `ctr` for targets of the type we
-        // registered, and holds a module reference meanwhile.
+        // SAFETY: `ti->type` came from `dm_get_target_type()`, which found our
+        // `tt` on device-mapper's list and took a reference on `tt->module`
+        // (this module), so the `Registration<T>` containing `tt` outlives
+        // this table.
         let reg = unsafe { &*kernel::container_of!((*ti).type_.cast::<Opaque<bindings::target_type>>(), Registration<T>, tt) };
         match T::ctr(&reg.ctx, &mut target, args.get(..n).unwrap_or(&[])) {
             Ok(private) => {
@@ -298,37 +328,65 @@ impl<T: TargetOperations> VTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.dtr`, once, for a target whose
+    /// `ctr` succeeded.
     unsafe extern "C" fn dtr(ti: *mut bindings::dm_target) {
-        // SAFETY: `ctr` succeeded for this target (device-mapper only calls `dtr`
-        // then), so `private` holds our `into_foreign` pointer; we take it back once.
+        // SAFETY: `ctr` succeeded for this target, so `private` holds our
+        // `into_foreign` pointer; we take it back exactly once.
         drop(unsafe { <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*ti).private) });
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.map` with a valid `ti` (between
+    /// `ctr` and `dtr`) and a bio it owns until we return.
     unsafe extern "C" fn map(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
         // SAFETY: `map` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
         // SAFETY: device-mapper hands us this bio exclusively until we return.
         let mut b = unsafe { Bio::from_raw(bio) };
-        // SAFETY: the bio belongs to a target of type `T`.
-        let pb = unsafe { per_bio::<T>(bio) };
-        match this.map(&Target { ptr: ti }, &mut b, pb) {
+        let (result, state) = this.map(&Target { ptr: ti }, &mut b);
+        // SAFETY: The bio belongs to a target of type `T` (see `per_bio`). The
+        // per-bio data is written here, before the bio can complete, so
+        // `end_io` always reads initialised data.
+        unsafe { per_bio::<T>(bio).write(state) };
+        match result {
             MapResult::Remapped => bindings::DM_MAPIO_REMAPPED as c_int,
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.end_io` for a bio our `map`
+    /// handled, with `error` pointing to its status; possibly in hard IRQ.
     unsafe extern "C" fn end_io(ti: *mut bindings::dm_target, bio: *mut bindings::bio, error: *mut u8) -> c_int {
         // SAFETY: `end_io` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
         // SAFETY: the completing bio is ours until we return.
         let b = unsafe { Bio::from_raw(bio) };
-        // SAFETY: the bio was mapped by a target of type `T`.
-        let pb = unsafe { per_bio::<T>(bio) };
-        // SAFETY: `error` points to the bio's completion status.
+        // SAFETY: The bio went through our `map`, which wrote its per-bio data.
+        let pb = unsafe { &*per_bio::<T>(bio) };
+        // SAFETY: `error` is null or points to the bio's completion status.
         let status = BlkStatus(if error.is_null() { 0 } else { unsafe { *error } });
         this.end_io(&b, pb, status);
         bindings::DM_ENDIO_DONE as c_int
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.resume` between `ctr` and `dtr`.
+    unsafe extern "C" fn resume(ti: *mut bindings::dm_target) {
+        // SAFETY: `resume` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        this.resume(&Target { ptr: ti });
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.status` between `ctr` and `dtr`,
+    /// with `maxlen` writable bytes at `result`.
     unsafe extern "C" fn status(
         ti: *mut bindings::dm_target,
         kind: bindings::status_type_t,
@@ -348,6 +406,10 @@ impl<T: TargetOperations> VTable<T> {
         this.status(kind, &mut out);
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.message` between `ctr` and
+    /// `dtr`, with `argc` strings in `argv` and `maxlen` bytes at `result`.
     unsafe extern "C" fn message(
         ti: *mut bindings::dm_target,
         argc: c_uint,
@@ -372,6 +434,10 @@ impl<T: TargetOperations> VTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.iterate_devices` between `ctr`
+    /// and `dtr`, with a callout and its data.
     unsafe extern "C" fn iterate_devices(
         ti: *mut bindings::dm_target,
         callout: bindings::iterate_devices_callout_fn,
@@ -391,6 +457,9 @@ impl<T: TargetOperations> VTable<T> {
 /// `tt` holds a `target_type` whose callbacks are `VTable<T>`'s, registered with
 /// device-mapper from successful initialisation until drop. Constructors reach
 /// `ctx` from `ti->type` (`container_of`), so both stay at a fixed address.
+/// The registration is owned by the module object and dropped only at module
+/// exit, when device-mapper's module reference guarantees no table of this
+/// type exists.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registration<T: TargetOperations> {
     #[pin]
@@ -399,10 +468,10 @@ pub(crate) struct Registration<T: TargetOperations> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: After registration, device-mapper owns the `target_type` and
-// serialises its use; we only pass its address back on drop.
+// SAFETY: After registration device-mapper only reads `tt`, from any thread,
+// and we never write it again; `ctx` is `Send + Sync` by the trait bound.
 unsafe impl<T: TargetOperations> Send for Registration<T> {}
-// SAFETY: See `Send`; `&Registration` exposes nothing.
+// SAFETY: See `Send`; `&Registration` exposes only `&ctx`, which is `Sync`.
 unsafe impl<T: TargetOperations> Sync for Registration<T> {}
 
 impl<T: TargetOperations> Registration<T> {
@@ -426,6 +495,7 @@ impl<T: TargetOperations> Registration<T> {
                 status: Some(VTable::<T>::status),
                 message: Some(VTable::<T>::message),
                 iterate_devices: Some(VTable::<T>::iterate_devices),
+                resume: Some(VTable::<T>::resume),
                 ..Default::default()
             };
             // SAFETY: `slot` is valid for writes (pin-init contract) and pinned, so
@@ -436,7 +506,9 @@ impl<T: TargetOperations> Registration<T> {
             }
         };
         // SAFETY: On success the `tt` slot is fully initialised and registered; on
-        // error nothing was registered and the slot needs no cleanup.
+        // error nothing was registered and the slot needs no cleanup. `tt` must
+        // stay the last fallible field of `Self`: if a later one failed, the
+        // registered `Opaque` would be dropped without being unregistered.
         let tt = unsafe { kernel::init::pin_init_from_closure(move |slot: *mut Opaque<bindings::target_type>| tt_init(Opaque::raw_get(slot))) };
         // `ctx` is written before `tt` registers the type, so a constructor
         // never sees it uninitialised.
@@ -447,9 +519,10 @@ impl<T: TargetOperations> Registration<T> {
 #[pinned_drop]
 impl<T: TargetOperations> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Registered since initialisation (type invariant). device-mapper
-        // holds a module reference for every live target of this type, so none
-        // exists when the module (and thus this registration) goes away.
+        // SAFETY: Registered since initialisation (type invariant). The
+        // registration is dropped only at module exit (type invariant), and
+        // device-mapper holds a module reference for every live table of this
+        // type, so none exists now.
         unsafe { bindings::dm_unregister_target(self.tt.get()) };
     }
 }

@@ -6,7 +6,7 @@
 //! `kunit_case` (6.15): it emits a `kunit_suite` in `.kunit_test_suites`, so the
 //! suite runs when the module loads and its KTAP goes to the kernel log and to
 //! `/sys/kernel/debug/kunit/<suite>/results`. Test cases are plain safe `fn()`s
-//! that use [`kunit_assert!`] and [`kunit_assert_eq!`].
+//! that use [`kunit_expect!`] and [`kunit_expect_eq!`].
 
 use kernel::bindings;
 use kernel::str::CStr;
@@ -14,9 +14,9 @@ use kernel::str::CStr;
 pub(crate) use kernel::bindings::{kunit, kunit_case as KunitCase, kunit_suite as KunitSuite};
 
 /// A test case entry for a suite's NULL-terminated case table.
-pub(crate) const fn kunit_case(name: &'static CStr, run_case: unsafe extern "C" fn(*mut kunit)) -> KunitCase {
+pub(crate) const fn kunit_case(name: &'static CStr, run_case: extern "C" fn(*mut kunit)) -> KunitCase {
     KunitCase {
-        run_case: Some(run_case),
+        run_case: Some(run_case as unsafe extern "C" fn(*mut kunit)),
         name: name.as_char_ptr(),
         generate_params: None,
         attr: bindings::kunit_attributes { speed: bindings::kunit_speed_KUNIT_SPEED_NORMAL },
@@ -86,7 +86,7 @@ macro_rules! kunit_suite {
 
             $(
                 /// KUnit entry point: runs the safe test function of the same name.
-                unsafe extern "C" fn $case(_test: *mut kunit) {
+                extern "C" fn $case(_test: *mut kunit) {
                     super::$case();
                 }
             )+
@@ -113,18 +113,57 @@ macro_rules! kunit_suite {
 }
 pub(crate) use kunit_suite;
 
-/// Fails the running KUnit case (and stops it) unless `$cond` holds.
-macro_rules! kunit_assert {
-    ($cond:expr $(,)?) => {
-        kernel::kunit_assert!("aether", "rust/aether", 0, $cond)
+/// Reports a failed expectation to the running KUnit case without stopping it.
+///
+/// Upstream's `kunit_assert!` aborts the case (`kthread_exit`), which skips
+/// destructors: a test holding debugfs files would leak them, still pointing at
+/// this module's fops after `rmmod`. Expectations let the case run to its end.
+pub(crate) fn expectation_failed(file: &'static CStr, line: u32, condition: &'static CStr) {
+    // SAFETY: Returns the running test or null; no preconditions.
+    let test = unsafe { bindings::kunit_get_current_test() };
+    if test.is_null() {
+        kernel::pr_err!("expectation failed outside a KUnit test: {}:{}\n", file.to_str().unwrap_or("?"), line);
+        return;
+    }
+    let loc = bindings::kunit_loc { file: file.as_char_ptr(), line: line as i32 };
+    let assert = bindings::kunit_unary_assert {
+        assert: bindings::kunit_assert {},
+        condition: condition.as_char_ptr(),
+        expected_true: true,
     };
+    // SAFETY: `test` is the running test (non-null); `loc` and `assert` outlive
+    // the call, which formats them immediately; the strings are NUL-terminated
+    // and static; a null format means no extra message.
+    unsafe {
+        bindings::__kunit_do_failed_assertion(
+            test,
+            &loc,
+            bindings::kunit_assert_type_KUNIT_EXPECTATION,
+            &assert.assert,
+            Some(bindings::kunit_unary_assert_format),
+            core::ptr::null(),
+        );
+    }
 }
-pub(crate) use kunit_assert;
 
-/// Fails the running KUnit case (and stops it) unless `$left == $right`.
-macro_rules! kunit_assert_eq {
-    ($left:expr, $right:expr $(,)?) => {
-        kernel::kunit_assert_eq!("aether", "rust/aether", 0, $left, $right)
+/// Marks the running KUnit case failed unless `$cond` holds, and carries on.
+macro_rules! kunit_expect {
+    ($cond:expr $(,)?) => {
+        if !$cond {
+            $crate::kernel_ext::kunit::expectation_failed(
+                kernel::c_str!(file!()),
+                line!(),
+                kernel::c_str!(stringify!($cond)),
+            );
+        }
     };
 }
-pub(crate) use kunit_assert_eq;
+pub(crate) use kunit_expect;
+
+/// Marks the running KUnit case failed unless `$left == $right`, and carries on.
+macro_rules! kunit_expect_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        $crate::kernel_ext::kunit::kunit_expect!($left == $right)
+    };
+}
+pub(crate) use kunit_expect_eq;

@@ -15,6 +15,7 @@ pub(crate) mod fmt;
 pub(crate) mod kunit;
 pub(crate) mod moduleparam;
 pub(crate) mod percpu;
+pub(crate) mod print;
 pub(crate) mod time;
 pub(crate) mod vfs;
 pub(crate) mod zeroable;

@@ -7,6 +7,9 @@
 #include <linux/module.h>
 #include "aether_shim.h"
 
+/* Lets device-mapper autoload the module for an "aether" table line. */
+MODULE_ALIAS("dm-aether");
+
 void aether_bio_set_dev(struct bio *bio, struct block_device *bdev)
 {
 	bio_set_dev(bio, bdev);
