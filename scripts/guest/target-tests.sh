@@ -295,8 +295,8 @@ for p in $PARAMS; do
     case $out in *"$EINV"*) ;; *) bad="$bad $p:${out##*: }" ;; esac
 done
 t_eq "out-of-range debugfs writes fail with EINVAL (issue 4 wording)" "" "$bad"
-refuse_dbg t0 stats 1 "" 0
-refuse_dbg t0 latency_histogram 1 "" 0
+refuse_dbg t0 stats 1 "write error" 0
+refuse_dbg t0 latency_histogram 1 "write error" 0
 
 sec "tuning: bad table lines"
 refuse_table "missing device path" "0 $S0 aether"
@@ -339,12 +339,16 @@ t_eq "after reload: table shows the new args" "0 $S0 aether $MM0 2 epsilon 0.75"
 t_eq "after reload: message get epsilon is 0.75" 0.75 "$(mget t0 epsilon)"
 t_eq "after reload: debugfs $DBG/t0/epsilon reads 0.75" 0.75 "$(dget t0 epsilon)"
 dmesg | tail -n 5 | grep -i 'already present' | sed 's/^/#   dmesg: /'
-t_check "rename t0 -> t0r" dmsetup rename t0 t0r
-t_check "after rename: debugfs dir is $DBG/t0r" test -d $DBG/t0r
-t_check "create a new 't0' while 't0r' exists" dmsetup create t0 --table "0 $S1 aether $N1"
-t_check "the new 't0' has its own debugfs dir with its own stats" sh -c "test -r $DBG/t0/stats && test \"\$(dmsetup message t0 0 get epsilon)\" = \"\$(cat $DBG/t0/epsilon)\""
 dmsetup remove t0
-dmsetup remove t0r || dmsetup remove t0
+# Rename, on a device whose debugfs dir is known to be there.
+dmsetup create rn --table "0 $S0 aether $N0"
+t_check "rename rn -> rn2 (debugfs dir rn existed)" sh -c "test -d $DBG/rn && dmsetup rename rn rn2"
+t_check "after rename: debugfs dir is $DBG/rn2" test -d $DBG/rn2
+t_check "create a new 'rn' while 'rn2' exists" dmsetup create rn --table "0 $S1 aether $N1"
+(echo 0.5 > $DBG/rn/epsilon) 2>/dev/null
+t_eq "the new 'rn' has its own debugfs dir (epsilon written there reads back via message)" 0.5 "$(mget rn epsilon)"
+dmsetup remove rn
+dmsetup remove rn2
 t_eq "no aether debugfs dirs left after removing everything" "" "$(ls $DBG)"
 
 # ================================================================ module parameters
