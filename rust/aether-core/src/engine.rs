@@ -368,8 +368,16 @@ fn decide(
     if s.ahead.saturating_mul(2) > target {
         return d;
     }
+    issue(s, d, e, lba, target, capacity, stats)
+}
+
+/// Top the window of stream `s` up to `target` extents (the rarer half of
+/// [`decide`], kept out of line so the per-read path stays small).
+#[inline(never)]
+fn issue(s: &mut Stream, mut d: Decision, e: GateEval, lba: u64, target: u32, capacity: u64, stats: &mut Stats) -> Decision {
     let want = target.saturating_sub(s.ahead);
-    let first = (s.ahead as i64).saturating_add(1).saturating_mul(s.stride);
+    // ahead + 1 <= 65 extents and |stride| <= 2^20 sectors: no overflow.
+    let first = (s.ahead as i64).wrapping_add(1).wrapping_mul(s.stride);
     let size = s.size;
     let Some((start, count)) = fit_extents(lba, first, s.stride, size, want, capacity) else {
         return d;

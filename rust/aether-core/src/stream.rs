@@ -1,10 +1,13 @@
 //! Stream detection and per-stream features.
 //!
 //! A [`StreamTable`] holds [`STREAM_SLOTS`] streams with LRU replacement.
-//! A read at sector `L` joins the stream whose *predicted* next start
-//! (`last + stride`, or `last + size` before a stride is known) is closest,
-//! among the streams whose last start lies within [`MATCH_RADIUS`] sectors of
-//! `L`; otherwise it starts a new stream in the least recently used slot.
+//! A read at sector `L` joins the most recently used stream if it starts
+//! within one request size of that stream's prediction (`last + stride`, or
+//! `last + size` before a stride is known), or the stream whose prediction
+//! index entry matches `L` exactly; otherwise the stream whose prediction is
+//! closest, among the streams whose last start lies within [`MATCH_RADIUS`]
+//! sectors of `L`; otherwise it starts a new stream in the least recently
+//! used slot.
 //!
 //! Per-stream features (units: 512-byte sectors):
 //!
@@ -488,7 +491,10 @@ impl StreamTable {
     pub fn lookup(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
         let mru = self.mru & SLOT_MASK;
         if let Some(s) = self.slots.get(mru) {
-            if s.valid && s.predicted() == lba {
+            // Within one request size of the MRU stream's prediction: no
+            // other stream can be a better match unless two streams run
+            // closer than that, so skip the scan.
+            if s.valid && abs_diff(lba, s.predicted()) < s.size as u64 {
                 return Lookup::Hit(mru);
             }
         }
@@ -499,6 +505,12 @@ impl StreamTable {
                 return Lookup::Hit(hint);
             }
         }
+        self.lookup_scan(lba, sectors, now_ns)
+    }
+
+    /// The O(`STREAM_SLOTS`) part of [`StreamTable::lookup`].
+    #[inline(never)]
+    fn lookup_scan(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
         let mut best: Option<(usize, u64)> = None;
         let mut victim = 0usize;
         let mut victim_stamp = u64::MAX;
