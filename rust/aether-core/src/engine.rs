@@ -6,7 +6,7 @@
 //! for i in 0..d.count { if let Some((start, len)) = d.extent(i) { /* issue readahead */ } }
 //! e.on_write(lba_sector, sectors, now_ns);          // writes / discards
 //! e.on_feedback(d.stream, Outcome::Timely);         // per prefetched extent
-//! e.record_latency(ns);                             // foreground read latency
+//! e.record_latency(ns);                             // demand read completed by the device
 //! ```
 //!
 //! Cost per read: one stream lookup (one comparison on the fast path,
@@ -151,6 +151,8 @@ pub struct Engine {
     guard: P99Guard,
     capacity: u64,
     stats: Stats,
+    /// EWMA (weight 1/8) of device read latency, ns (0 = no sample yet).
+    lat_ns: u64,
 }
 
 impl Default for Engine {
@@ -168,6 +170,7 @@ impl Engine {
             guard: P99Guard::new(),
             capacity: u64::MAX,
             stats: Stats::default(),
+            lat_ns: 0,
         }
     }
 
@@ -181,6 +184,7 @@ impl Engine {
         self.table.clear();
         self.guard = P99Guard::new();
         self.stats = Stats::default();
+        self.lat_ns = 0;
     }
 
     /// Set the device size in sectors; no prefetch extends past it.
@@ -251,7 +255,7 @@ impl Engine {
         };
         let on_trend = s.observe(lba, sectors, stamp, now_ns);
         let pred = s.predicted();
-        let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, &mut self.stats);
+        let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, self.lat_ns, &mut self.stats);
         self.table.note_prediction(slot, pred);
         d
     }
@@ -318,11 +322,16 @@ impl Engine {
         }
     }
 
-    /// Record one foreground (demand) read latency in nanoseconds for the
-    /// P99 guard.
+    /// Record the latency, in nanoseconds, of one foreground (demand) read
+    /// that reached the device (submission to completion, as a block-layer
+    /// target sees it; reads served from the page cache never get here).
+    /// Feeds the P99 guard.
     #[inline]
     pub fn record_latency(&mut self, ns: u64) {
         self.guard.record(ns);
+        let x = ns.min(1 << 40) as i64;
+        let l = self.lat_ns as i64; // <= 2^40
+        self.lat_ns = if l == 0 { x as u64 } else { l.wrapping_add(x.wrapping_sub(l) >> 3).max(0) as u64 };
     }
 
     /// Number of stream slots.
@@ -343,6 +352,7 @@ fn decide(
     epoch: u64,
     cap: u32,
     capacity: u64,
+    lat_ns: u64,
     stats: &mut Stats,
 ) -> Decision {
     s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
@@ -363,18 +373,40 @@ fn decide(
         return d;
     }
     stats.gate_fired = stats.gate_fired.wrapping_add(1);
-    let target = s.aimd.depth().min(cap).min(s.win_cap);
+    let target = s.aimd.depth().min(cap).min(s.win_cap).min(s.need_cap);
     // Async trigger: top the window up only once half of it is consumed.
     if s.ahead.saturating_mul(2) > target {
         return d;
     }
-    issue(s, d, e, lba, target, capacity, stats)
+    issue(s, d, e, lba, target, capacity, lat_ns, stats)
 }
 
 /// Top the window of stream `s` up to `target` extents (the rarer half of
 /// [`decide`], kept out of line so the per-read path stays small).
 #[inline(never)]
-fn issue(s: &mut Stream, mut d: Decision, e: GateEval, lba: u64, target: u32, capacity: u64, stats: &mut Stats) -> Decision {
+#[allow(clippy::too_many_arguments)]
+fn issue(
+    s: &mut Stream,
+    mut d: Decision,
+    e: GateEval,
+    lba: u64,
+    target: u32,
+    capacity: u64,
+    lat_ns: u64,
+    stats: &mut Stats,
+) -> Decision {
+    // Little's law: the window drains at one extent per `gap` ns and is
+    // topped up when half of it is left, so 2 * latency / gap extents hide
+    // the device latency (+4 extents of slack for bursty arrivals, since
+    // `gap` is a mean); a deeper window only adds exposure to waste.
+    s.need_cap = match (lat_ns, s.gap_ns) {
+        (0, _) | (_, 0) => u32::MAX,
+        (l, g) => (l.saturating_mul(2).checked_div(g).unwrap_or(u64::MAX)).saturating_add(4).min(u32::MAX as u64) as u32,
+    };
+    let target = target.min(s.need_cap.max(2));
+    if s.ahead.saturating_mul(2) > target {
+        return d;
+    }
     let want = target.saturating_sub(s.ahead);
     // ahead + 1 <= 65 extents and |stride| <= 2^20 sectors: no overflow.
     let first = (s.ahead as i64).wrapping_add(1).wrapping_mul(s.stride);

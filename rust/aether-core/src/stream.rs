@@ -101,6 +101,11 @@ pub struct Stream {
     pub stamp: u64,
     /// Time of the last request, ns.
     pub last_ns: u64,
+    /// EWMA (weight 1/8) of the time between this stream's reads, ns
+    /// (0 = unknown).
+    pub gap_ns: u64,
+    /// Depth cap from Little's law (see `Engine`), extents.
+    pub need_cap: u32,
 }
 
 impl Stream {
@@ -132,6 +137,8 @@ impl Stream {
         memo_steady: false,
         stamp: 0,
         last_ns: 0,
+        gap_ns: 0,
+        need_cap: u32::MAX,
     };
 
     /// Start a new stream at `lba` in this slot.
@@ -243,8 +250,17 @@ impl Stream {
         self.size = size;
         self.nreq = self.nreq.saturating_add(1);
         self.stamp = stamp;
-        self.last_ns = now_ns;
+        self.note_time(now_ns);
         on_trend
+    }
+
+    /// Fold the time of a read into the inter-arrival EWMA.
+    #[inline]
+    fn note_time(&mut self, now_ns: u64) {
+        let dt = now_ns.saturating_sub(self.last_ns).min(1 << 40) as i64;
+        let g = self.gap_ns as i64; // <= 2^40
+        self.gap_ns = if g == 0 { dt as u64 } else { g.wrapping_add(dt.wrapping_sub(g) >> 3).max(0) as u64 };
+        self.last_ns = now_ns;
     }
 
     /// Fold one request into the features, with a fast path: when the
@@ -262,7 +278,7 @@ impl Stream {
             self.last = lba;
             self.nreq = self.nreq.saturating_add(1);
             self.stamp = stamp;
-            self.last_ns = now_ns;
+            self.note_time(now_ns);
             return true;
         }
         self.observe_slow(lba, sectors, stamp, now_ns)

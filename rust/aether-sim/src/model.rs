@@ -292,6 +292,9 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                         if let Some(s) = run_start.take() {
                             let d = dev.submit(t, (b - s) * 4096);
                             demand_reads += 1;
+                            // What a block-layer target sees: the latency of
+                            // a foreground read that reached the device.
+                            policy.on_latency(d - t);
                             for x in s..b {
                                 let e = Entry { ready_ns: d, prefetched: false, used: false, tag: 0, marker: false, stamp: 0 };
                                 cache.insert(x, e, &mut evicted);
@@ -357,7 +360,6 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                 }
                 let l = done - t;
                 lat.push(l);
-                policy.on_latency(l);
                 prev_done = done;
             }
         }

@@ -52,7 +52,7 @@ pub trait Policy {
     fn on_write(&mut self, _now_ns: u64, _lba: u64, _sectors: u32) {}
     /// Outcome of one prefetched block.
     fn on_feedback(&mut self, _tag: u32, _block: u64, _outcome: Outcome) {}
-    /// Foreground read latency, ns.
+    /// Latency of a foreground (demand) read that reached the device, ns.
     fn on_latency(&mut self, _ns: u64) {}
 }
 
