@@ -17,7 +17,7 @@
 use super::depth::P99Guard;
 use super::gate::{Gate, GateEval};
 use super::param::{ParamError, Params};
-use super::stream::{Lookup, Stream, StreamTable, HIST, STREAM_SLOTS};
+use super::stream::{window_cap, Lookup, Stream, StreamTable, HIST, STREAM_SLOTS};
 
 /// Upper bound on one stream's prefetch window, in sectors: 128 KiB, the
 /// kernel's default `read_ahead_kb`, so that aether and Linux readahead
@@ -362,7 +362,9 @@ fn decide(
     }
     // Gate: memoised per stream while the features and the gate's epoch
     // are unchanged, so a steady stream re-evaluates nothing.
-    let mut e = if s.steady && s.memo_steady && s.memo_epoch == epoch {
+    // (`memo_steady` implies `steady`: it is cleared whenever the stream
+    // leaves the steady state.)
+    let mut e = if s.memo_steady && s.memo_epoch == epoch {
         s.memo_eval
     } else {
         evaluate(s, gate, epoch)
@@ -373,7 +375,7 @@ fn decide(
         return d;
     }
     stats.gate_fired = stats.gate_fired.wrapping_add(1);
-    let target = s.aimd.depth().min(cap).min(s.win_cap).min(s.need_cap);
+    let target = s.aimd.depth().min(cap).min(s.win_cap);
     // Async trigger: top the window up only once half of it is consumed.
     if s.ahead.saturating_mul(2) > target {
         return d;
@@ -399,11 +401,13 @@ fn issue(
     // topped up when half of it is left, so 2 * latency / gap extents hide
     // the device latency (+4 extents of slack for bursty arrivals, since
     // `gap` is a mean); a deeper window only adds exposure to waste.
+    s.refresh_gap();
     s.need_cap = match (lat_ns, s.gap_ns) {
         (0, _) | (_, 0) => u32::MAX,
         (l, g) => (l.saturating_mul(2).checked_div(g).unwrap_or(u64::MAX)).saturating_add(4).min(u32::MAX as u64) as u32,
     };
     let target = target.min(s.need_cap.max(2));
+    s.win_cap = window_cap(s.size).min(s.need_cap.max(2));
     if s.ahead.saturating_mul(2) > target {
         return d;
     }

@@ -101,9 +101,13 @@ pub struct Stream {
     pub stamp: u64,
     /// Time of the last request, ns.
     pub last_ns: u64,
-    /// EWMA (weight 1/8) of the time between this stream's reads, ns
-    /// (0 = unknown).
+    /// Mean time between this stream's reads, ns (0 = unknown), refreshed
+    /// at each window top-up.
     pub gap_ns: u64,
+    /// Time of the last gap refresh (or of the stream's first read), ns.
+    pub mark_ns: u64,
+    /// `nreq` at the last gap refresh.
+    pub mark_nreq: u32,
     /// Depth cap from Little's law (see `Engine`), extents.
     pub need_cap: u32,
 }
@@ -138,6 +142,8 @@ impl Stream {
         stamp: 0,
         last_ns: 0,
         gap_ns: 0,
+        mark_ns: 0,
+        mark_nreq: 0,
         need_cap: u32::MAX,
     };
 
@@ -153,6 +159,8 @@ impl Stream {
         self.nreq = 1;
         self.stamp = stamp;
         self.last_ns = now_ns;
+        self.mark_ns = now_ns;
+        self.mark_nreq = 1;
     }
 
     /// Where this stream expects its next request to start.
@@ -245,22 +253,26 @@ impl Stream {
         self.delta = d;
         self.last = lba;
         if size != self.size || self.nreq < 2 {
-            self.win_cap = window_cap(size);
+            self.win_cap = window_cap(size).min(self.need_cap.max(2));
         }
         self.size = size;
-        self.nreq = self.nreq.saturating_add(1);
+        self.nreq = self.nreq.wrapping_add(1);
         self.stamp = stamp;
-        self.note_time(now_ns);
+        self.last_ns = now_ns;
         on_trend
     }
 
-    /// Fold the time of a read into the inter-arrival EWMA.
-    #[inline]
-    fn note_time(&mut self, now_ns: u64) {
-        let dt = now_ns.saturating_sub(self.last_ns).min(1 << 40) as i64;
-        let g = self.gap_ns as i64; // <= 2^40
-        self.gap_ns = if g == 0 { dt as u64 } else { g.wrapping_add(dt.wrapping_sub(g) >> 3).max(0) as u64 };
-        self.last_ns = now_ns;
+    /// Update the inter-arrival estimate from the reads since the last call
+    /// (called when a window is topped up, not per read): the mean gap over
+    /// that interval, averaged with the previous estimate.
+    pub fn refresh_gap(&mut self) {
+        let reads = self.nreq.wrapping_sub(self.mark_nreq) as u64;
+        if let Some(gap) = self.last_ns.saturating_sub(self.mark_ns).checked_div(reads) {
+            let gap = gap.min(1 << 40);
+            self.gap_ns = if self.gap_ns == 0 { gap } else { (self.gap_ns.saturating_add(gap)) / 2 };
+            self.mark_ns = self.last_ns;
+            self.mark_nreq = self.nreq;
+        }
     }
 
     /// Fold one request into the features, with a fast path: when the
@@ -276,9 +288,9 @@ impl Stream {
             // Every history entry equals the stride, so the ring position is
             // irrelevant and is not advanced.
             self.last = lba;
-            self.nreq = self.nreq.saturating_add(1);
+            self.nreq = self.nreq.wrapping_add(1);
             self.stamp = stamp;
-            self.note_time(now_ns);
+            self.last_ns = now_ns;
             return true;
         }
         self.observe_slow(lba, sectors, stamp, now_ns)
@@ -367,7 +379,7 @@ pub fn laplace_q16(k: u8, len: u8) -> u32 {
 
 /// `MAX_WINDOW_SECTORS / size` rounded down to a power of two, at least 1.
 #[inline]
-fn window_cap(size: u32) -> u32 {
+pub fn window_cap(size: u32) -> u32 {
     let ceil_log2 = 32u32.saturating_sub(size.saturating_sub(1).leading_zeros());
     MAX_WINDOW_SECTORS.checked_shr(ceil_log2).unwrap_or(0).max(1)
 }
