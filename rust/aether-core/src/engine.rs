@@ -666,6 +666,54 @@ mod tests {
     }
 
     #[test]
+    fn littles_law_bounds_the_window() {
+        // Device latency 100 us, one read every 20 us: need = 2*100/20 + 4 = 14.
+        let mut e = Engine::default();
+        for _ in 0..16 {
+            e.record_latency(100_000);
+        }
+        let mut max_ahead = 0;
+        let mut id = StreamId(0);
+        for i in 0..4000u64 {
+            let d = e.on_read((1 << 20) + i * 8, 8, i * 20_000);
+            for _ in 0..d.count {
+                e.on_feedback(d.stream, Outcome::Timely);
+            }
+            id = d.stream;
+            max_ahead = max_ahead.max(e.stream(id).map(|s| s.ahead).unwrap_or(0));
+        }
+        let s = e.stream(id).unwrap();
+        assert_eq!(s.gap_ns, 20_000);
+        assert_eq!(s.need_cap, 14);
+        assert!(max_ahead <= 14, "{max_ahead}");
+        assert!(s.aimd.depth() > 14, "AIMD alone would go deeper: {}", s.aimd.depth());
+        // A slower device lets the window grow again.
+        for _ in 0..64 {
+            e.record_latency(400_000);
+        }
+        let mut max_ahead = 0;
+        for i in 4000..6000u64 {
+            let d = e.on_read((1 << 20) + i * 8, 8, i * 20_000);
+            max_ahead = max_ahead.max(e.stream(d.stream).map(|s| s.ahead).unwrap_or(0));
+        }
+        assert!(max_ahead > 14, "{max_ahead}");
+    }
+
+    #[test]
+    fn p99_guard_caps_depth() {
+        let mut e = Engine::default();
+        for _ in 0..256 {
+            e.record_latency(100_000);
+        }
+        assert_eq!(e.stats().depth_cap, DEPTH_MAX);
+        for _ in 0..256 {
+            e.record_latency(1_000_000);
+        }
+        assert_eq!(e.stats().depth_cap, DEPTH_MAX / 2);
+        assert!(e.stats().p99_ns >= 524_288);
+    }
+
+    #[test]
     fn params_through_engine() {
         let mut e = Engine::default();
         e.set_param("epsilon", "1").unwrap();
