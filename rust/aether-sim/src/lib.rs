@@ -17,14 +17,19 @@ pub mod policy;
 pub mod trace;
 
 pub use model::{run, Config, Metrics};
-pub use policy::{make, Policy, POLICIES};
+pub use policy::{make, make_with, Policy, POLICIES};
 pub use trace::{parse_csv, synth, Op, Req, WORKLOADS};
 
-/// Run every policy in `policies` on one trace.
+/// Run every policy in `policies` on one trace (aether with default parameters).
 pub fn run_all(workload: &str, reqs: &[Req], policies: &[&str], cfg: &Config) -> Vec<Metrics> {
+    run_all_with(workload, reqs, policies, cfg, &aether_core::Params::default())
+}
+
+/// Run every policy in `policies` on one trace, aether with `params`.
+pub fn run_all_with(workload: &str, reqs: &[Req], policies: &[&str], cfg: &Config, params: &aether_core::Params) -> Vec<Metrics> {
     policies
         .iter()
-        .filter_map(|p| make(p))
+        .filter_map(|p| make_with(p, params))
         .map(|mut p| run(workload, reqs, p.as_mut(), cfg))
         .collect()
 }
@@ -84,6 +89,24 @@ pub fn to_json(ms: &[Metrics]) -> String {
             json_num(m.p99_read_latency_us),
             json_num(m.elapsed_ms),
         ));
+        if let Some(e) = &m.engine {
+            let mut phi = aether_core::FixedBuf::<24>::new();
+            let mut eps = aether_core::FixedBuf::<24>::new();
+            let _ = aether_core::format_q16(e.phi, &mut phi);
+            let _ = aether_core::format_q16(e.epsilon_eff as i32, &mut eps);
+            s.pop(); // reopen the object
+            s.push_str(&format!(
+                ", \"engine\": {{\"phi\": {}, \"epsilon_eff\": {}, \"streams\": {}, \"prefetches\": {}, \"timely\": {}, \"late\": {}, \"wasted\": {}, \"depth_cap\": {}}}}}",
+                phi.as_str(),
+                eps.as_str(),
+                e.new_streams,
+                e.prefetches,
+                e.timely,
+                e.late,
+                e.wasted,
+                e.depth_cap
+            ));
+        }
         s.push_str(if i + 1 < ms.len() { ",\n" } else { "\n" });
     }
     s.push(']');

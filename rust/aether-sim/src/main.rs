@@ -6,13 +6,14 @@
 //! aether-sim gen WORKLOAD            # print a synthetic workload as CSV
 //! options: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32)
 //!          --cache-blocks N (16384) --think-us N (20) --seed N (1)
+//!          --set NAME=VALUE (aether parameter, e.g. --set epsilon=0.75)
 //! ```
 
-use aether_sim::{make, parse_csv, run_all, synth, to_json, to_table, trace, Config, POLICIES, WORKLOADS};
+use aether_sim::{make, parse_csv, run_all_with, synth, to_json, to_table, trace, Config, POLICIES, WORKLOADS};
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20) --seed N (1)\nworkloads: seq stride interleaved8 random mixed reverse\npolicies: none linux-ra leap amp aether\n"
+    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20) --seed N (1)\n         --set NAME=VALUE (aether parameter: phi epsilon lambda1 lambda2 lambda3 bias learning_rate)\nworkloads: seq stride interleaved8 random mixed reverse\npolicies: none linux-ra leap amp aether\n"
 }
 
 struct Opts {
@@ -52,16 +53,19 @@ fn main() -> ExitCode {
     let mut rest = Vec::new();
     let mut workloads = Vec::new();
     let mut policies = Vec::new();
+    let mut sets: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--workload" | "-w" | "--policy" | "-p" => {
+            "--workload" | "-w" | "--policy" | "-p" | "--set" => {
                 let Some(v) = args.get(i + 1) else {
                     eprintln!("{} needs a value\n{}", args[i], usage());
                     return ExitCode::from(2);
                 };
                 if args[i] == "--workload" || args[i] == "-w" {
                     workloads.push(v.clone())
+                } else if args[i] == "--set" {
+                    sets.push(v.clone())
                 } else {
                     policies.push(v.clone())
                 }
@@ -83,6 +87,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut params = aether_core::Params::default();
+    for kv in &sets {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("error: --set wants NAME=VALUE, got {kv:?}");
+            return ExitCode::from(2);
+        };
+        if let Err(e) = params.set(k, v) {
+            eprintln!("error: --set {kv}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     for p in &policies {
         if make(p).is_none() {
             eprintln!("error: unknown policy {p:?}\n{}", usage());
@@ -103,7 +118,7 @@ fn main() -> ExitCode {
                     eprintln!("error: unknown workload {w:?}\n{}", usage());
                     return ExitCode::from(2);
                 };
-                all.extend(run_all(w, &reqs, &pols, &o.cfg));
+                all.extend(run_all_with(w, &reqs, &pols, &o.cfg, &params));
             }
             all
         }
@@ -127,7 +142,7 @@ fn main() -> ExitCode {
                 }
             };
             let name = std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.clone());
-            run_all(&name, &reqs, &pols, &o.cfg)
+            run_all_with(&name, &reqs, &pols, &o.cfg, &params)
         }
         "gen" => {
             let Some(w) = o.positional.get(1) else {

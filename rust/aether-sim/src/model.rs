@@ -190,6 +190,8 @@ pub struct Metrics {
     pub p99_read_latency_us: f64,
     /// Simulated time, ms.
     pub elapsed_ms: f64,
+    /// Engine state at the end of the run (aether only).
+    pub engine: Option<aether_core::Stats>,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -385,5 +387,6 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
         mean_read_latency_us: mean,
         p99_read_latency_us: p99,
         elapsed_ms: prev_done.max(last_t) as f64 / 1e6,
+        engine: policy.engine_stats(),
     }
 }

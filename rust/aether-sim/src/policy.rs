@@ -54,6 +54,10 @@ pub trait Policy {
     fn on_feedback(&mut self, _tag: u32, _block: u64, _outcome: Outcome) {}
     /// Latency of a foreground (demand) read that reached the device, ns.
     fn on_latency(&mut self, _ns: u64) {}
+    /// Engine statistics, for policies built on aether-core.
+    fn engine_stats(&self) -> Option<aether_core::Stats> {
+        None
+    }
 }
 
 /// Names of all policies, in report order.
@@ -61,12 +65,17 @@ pub const POLICIES: [&str; 5] = ["none", "linux-ra", "leap", "amp", "aether"];
 
 /// Build a policy by name.
 pub fn make(name: &str) -> Option<Box<dyn Policy>> {
+    make_with(name, &Params::default())
+}
+
+/// Build a policy by name; `aether` uses `params`.
+pub fn make_with(name: &str, params: &Params) -> Option<Box<dyn Policy>> {
     Some(match name {
         "none" => Box::new(NoPrefetch),
         "linux-ra" => Box::new(LinuxRa::new(32)),
         "leap" => Box::new(Leap::new(32, 8)),
         "amp" => Box::new(Amp::new()),
-        "aether" => Box::new(Aether::new(Params::default())),
+        "aether" => Box::new(Aether::new(*params)),
         _ => return None,
     })
 }
@@ -514,5 +523,8 @@ impl Policy for Aether {
     }
     fn on_latency(&mut self, ns: u64) {
         self.engine.record_latency(ns);
+    }
+    fn engine_stats(&self) -> Option<aether_core::Stats> {
+        Some(self.engine.stats())
     }
 }

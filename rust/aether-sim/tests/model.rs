@@ -75,6 +75,26 @@ fn closed_loop_and_zero_length() {
     assert!(m.elapsed_ms > 0.2, "closed loop serialises the reads: {}", m.elapsed_ms);
 }
 
+/// The results depend on the gate: a closed gate covers nothing, and a gate
+/// that opens on any stride issues at least as much as the default one.
+#[test]
+fn goals_depend_on_the_gate() {
+    use aether_sim::{run_all_with, synth};
+    let cfg = Config::default();
+    let mut p = aether_core::Params::default();
+    p.set("epsilon", "1").unwrap();
+    let seq = synth("seq", 1).unwrap();
+    assert_eq!(run_all_with("seq", &seq, &["aether"], &cfg, &p)[0].coverage, 0.0);
+    // epsilon 0 and a large bias: every stream with a stride prefetches.
+    let mut p = aether_core::Params::default();
+    p.set("epsilon", "0").unwrap();
+    p.set("bias", "8").unwrap();
+    let stride = synth("stride", 1).unwrap();
+    let open = &run_all_with("stride", &stride, &["aether"], &cfg, &p)[0];
+    let dflt = &run_all_with("stride", &stride, &["aether"], &cfg, &aether_core::Params::default())[0];
+    assert!(open.prefetched_blocks >= dflt.prefetched_blocks, "{open:?} vs {dflt:?}");
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_aether-sim"))
 }
@@ -111,5 +131,10 @@ fn cli_synth_json_and_replay() {
     let _ = std::fs::remove_dir_all(&dir);
 
     assert!(!bin().args(["synth", "--policy", "nope"]).output().unwrap().status.success());
+    assert!(!bin().args(["synth", "--set", "epsilon=2"]).output().unwrap().status.success());
+    let off = bin().args(["synth", "--json", "-w", "seq", "-p", "aether", "--set", "epsilon=1"]).output().unwrap();
+    assert!(off.status.success());
+    let s = String::from_utf8(off.stdout).unwrap();
+    assert!(s.contains("\"coverage\": 0.000000") && s.contains("\"engine\""), "{s}");
     assert!(!bin().args(["frobnicate"]).output().unwrap().status.success());
 }
