@@ -401,7 +401,11 @@ fn issue(
     // topped up when half of it is left, so 2 * latency / gap extents hide
     // the device latency (+4 extents of slack for bursty arrivals, since
     // `gap` is a mean); a deeper window only adds exposure to waste.
-    s.refresh_gap();
+    // (Without latency samples the bound is off and the gap is not needed:
+    // skip its division.)
+    if lat_ns != 0 {
+        s.refresh_gap();
+    }
     s.need_cap = match (lat_ns, s.gap_ns) {
         (0, _) | (_, 0) => u32::MAX,
         (l, g) => (l.saturating_mul(2).checked_div(g).unwrap_or(u64::MAX)).saturating_add(4).min(u32::MAX as u64) as u32,
