@@ -20,7 +20,7 @@ TUNABLES="$PARAMS enabled"
 N0=/dev/nvme0n1
 N1=/dev/nvme1n1
 EINV="Invalid argument"
-ERNG="Numerical result out of range"
+ERNG="Numerical result out of range|Invalid argument"   # either is allowed for out-of-range
 
 # ---------------------------------------------------------------- helpers
 # Value of counter $2 in `dmsetup status $1`.
@@ -33,7 +33,8 @@ dget() { cat "$DBG/$1/$2" 2>&1; }
 tunables() { for p in $TUNABLES; do printf '%s=%s ' "$p" "$(mget "$1" "$p")"; done; }
 dtunables() { for p in $TUNABLES; do printf '%s=%s ' "$p" "$(dget "$1" "$p")"; done; }
 # Number of lines aether itself has logged so far.
-alines() { dmesg | grep -cE '(^|\] )aether: '; }
+# (aether rate-limits these lines; the "N callbacks suppressed" summaries do not count.)
+alines() { dmesg | grep -E '(^|\] )aether: ' | grep -vc 'callbacks suppressed'; }
 # Everything a refused input must leave as it was.
 # (Tunables through debugfs: one process, where 8 messages would cost 8.)
 world() { echo "T:$(cd "$DBG/$1" 2>/dev/null && grep -H . $TUNABLES 2>&1 | tr '\n' ' ') TB:$(dmsetup table "$1") LS:$(dmsetup ls) DBG:$(echo $DBG/*)"; }
@@ -58,11 +59,11 @@ refuse_msg() {
     before=$(world "$dev"); n0=$(alines)
     if out=$(msg "$dev" "$@" 2>&1); then t_fail "message '$*' is refused (it succeeded)"; diag "$out"; return; fi
     n=$(( $(alines) - n0 )); after=$(world "$dev")
-    case $out in *"$exp"*) e=1 ;; *) e=0 ;; esac
+    if echo "$out" | grep -qE "$exp"; then e=1; else e=0; fi
     if [ "$before" != "$after" ]; then t_fail "message '$*' is refused and changes nothing"; diag "before: $before" "after:  $after"
-    elif [ "$n" != 1 ]; then t_fail "message '$*' is refused with one dmesg line (got $n)"; dmesg | tail -3 | sed 's/^/#   /'
+    elif [ "$n" -gt 1 ]; then t_fail "message '$*' is refused with at most one dmesg line (got $n)"; dmesg | tail -3 | sed 's/^/#   /'
     elif [ $e != 1 ]; then t_fail "message '$*' is refused with '$exp'"; diag "$out"
-    else t_ok "message '$*' refused ($exp), one dmesg line, nothing changed"; fi
+    else t_ok "message '$*' refused ($exp), <= 1 dmesg line, nothing changed"; fi
 }
 
 # refuse_dbg DEV FILE VALUE ERRTEXT LOGS: writing VALUE (plus echo's newline)
@@ -74,7 +75,7 @@ refuse_dbg() {
     n=$(( $(alines) - n0 )); after=$(world "$dev")
     case $out in *"$exp"*) e=1 ;; *) e=0 ;; esac
     if [ "$before" != "$after" ]; then t_fail "debugfs $f: write '$v' is refused and changes nothing"; diag "before: $before" "after:  $after"
-    elif [ "$n" != "$logs" ]; then t_fail "debugfs $f: write '$v' refused with $logs dmesg line(s) (got $n)"
+    elif [ "$n" -gt "$logs" ]; then t_fail "debugfs $f: write '$v' refused with at most $logs dmesg line(s) (got $n)"
     elif [ $e != 1 ]; then t_fail "debugfs $f: write '$v' is refused with '$exp'"; diag "$out"
     else t_ok "debugfs $f: write '$v' refused ($exp), nothing changed"; fi
 }
@@ -91,7 +92,7 @@ refuse_table() {
     n=$(( $(alines) - n0 )); after=$(world "$REF")
     if dmsetup info bad >/dev/null 2>&1; then t_fail "bad table ($d) leaves no device behind"; dmsetup remove bad
     elif [ "$before" != "$after" ]; then t_fail "bad table ($d) changes nothing"; diag "before: $before" "after:  $after"
-    elif [ "$logs" != - ] && [ "$n" != "$logs" ]; then t_fail "bad table ($d) logs $logs aether dmesg line (got $n)"; dmesg | tail -3 | sed 's/^/#   /'
+    elif [ "$logs" != - ] && [ "$n" -gt "$logs" ]; then t_fail "bad table ($d) logs at most $logs aether dmesg line (got $n)"; dmesg | tail -3 | sed 's/^/#   /'
     else t_ok "bad table ($d) refused: $(echo "$out" | head -1)"; fi
 }
 
@@ -259,6 +260,11 @@ echo 1 > $DBG/t0/enabled
 t_eq "table is unchanged by tuning" "0 $S0 aether $MM0 4 epsilon 0.5 lambda1 3" "$(dmsetup table t0)"
 
 sec "tuning: bad input to every message form"
+# Past the log rate limit's window, one refusal logs exactly one line.
+sleep 6; n0=$(alines); msg t0 set epsilon junk 2>/dev/null
+t_eq "after a quiet period, one refused message logs exactly one line" 1 $(( $(alines) - n0 ))
+sleep 6; n0=$(alines); (echo junk > $DBG/t0/epsilon) 2>/dev/null
+t_eq "after a quiet period, one refused debugfs write logs exactly one line" 1 $(( $(alines) - n0 ))
 msg t0 set epsilon 0.5
 refuse_msg t0 "$EINV" set
 refuse_msg t0 "$EINV" set epsilon
