@@ -4,10 +4,11 @@
 //! A read at sector `L` joins the most recently used stream if it starts
 //! within one request size of that stream's prediction (`last + stride`, or
 //! `last + size` before a stride is known), or the stream whose prediction
-//! index entry matches `L` exactly; otherwise the stream whose prediction is
-//! closest, among the streams whose last start lies within [`MATCH_RADIUS`]
-//! sectors of `L`; otherwise it starts a new stream in the least recently
-//! used slot.
+//! index entry matches `L` exactly, or the closest stream that accepts it
+//! (within a request of its prediction, or four strides plus a request for
+//! an established trend).  Otherwise a new stream is forked from the nearest
+//! stream within [`MATCH_RADIUS`] (seeded with the delta to it as candidate
+//! stride), or started from scratch, in the least recently used slot.
 //!
 //! Per-stream features (units: 512-byte sectors):
 //!
@@ -540,6 +541,7 @@ impl StreamTable {
     #[inline(never)]
     fn lookup_scan(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
         let mut best: Option<(usize, u64)> = None;
+        let mut parent: Option<(usize, u64)> = None;
         let mut victim = 0usize;
         let mut victim_stamp = u64::MAX;
         // Index loop instead of `enumerate()`: no overflow-checked counter.
@@ -557,33 +559,47 @@ impl StreamTable {
                 victim = i;
                 victim_stamp = s.stamp;
             }
-            let near = abs_diff(lba, s.last) <= MATCH_RADIUS;
-            if !near {
+            let dist = abs_diff(lba, s.last);
+            if dist > MATCH_RADIUS {
                 continue;
             }
+            if parent.map_or(true, |(_, d)| dist < d) {
+                parent = Some((i, dist));
+            }
+            // Join only close to the prediction: within one request, or,
+            // for a stream with an established trend (majority share above
+            // half), within four strides plus a request (small skips).
             let score = abs_diff(lba, s.predicted());
-            let better = match best {
-                None => true,
-                Some((_, b)) => score < b,
+            let tol = if s.share as usize > HIST / 2 {
+                s.stride.unsigned_abs().saturating_mul(4).saturating_add(s.size as u64)
+            } else {
+                s.size as u64
             };
-            if better {
+            if score <= tol && best.map_or(true, |(_, b)| score < b) {
                 best = Some((i, score));
             }
         }
-        match best {
-            Some((i, _)) => {
-                self.mru = i;
-                Lookup::Hit(i)
-            }
-            None => {
-                let stamp = self.tick();
-                if let Some(s) = self.slots.get_mut(victim) {
-                    s.start(lba, sectors, stamp, now_ns);
+        if let Some((i, _)) = best {
+            self.mru = i;
+            return Lookup::Hit(i);
+        }
+        // No stream expects this read.  If one ran nearby, fork a new
+        // stream seeded with the delta from it (a candidate stride), so that
+        // strided streams are learnt without letting unrelated reads break
+        // an existing stream; otherwise start from scratch.
+        let parent_last = parent.and_then(|(i, _)| self.slots.get(i)).map(|p| p.last);
+        let stamp = self.tick();
+        if let Some(s) = self.slots.get_mut(victim) {
+            match parent_last {
+                Some(pl) => {
+                    s.start(pl, sectors, stamp, now_ns);
+                    s.update(lba, sectors, stamp, now_ns);
                 }
-                self.mru = victim;
-                Lookup::New(victim)
+                None => s.start(lba, sectors, stamp, now_ns),
             }
         }
+        self.mru = victim;
+        Lookup::New(victim)
     }
 }
 
@@ -727,6 +743,25 @@ mod tests {
         for k in 0..4 {
             assert_eq!(t.get(slots[k]).unwrap().stride, 8);
         }
+    }
+
+    #[test]
+    fn nearby_streams_stay_apart() {
+        // Two sequential readers only 128 KiB apart, interleaved.
+        let mut e = super::super::engine::Engine::default();
+        let mut fired = [0u32; 2];
+        let mut ids = [0u32; 2];
+        for step in 0..200u64 {
+            for k in 0..2u64 {
+                let d = e.on_read(1_000_000 + k * 256 + step * 8, 8, step);
+                if d.prefetch {
+                    fired[k as usize] += 1;
+                }
+                ids[k as usize] = d.stream.0;
+            }
+        }
+        assert_ne!(ids[0], ids[1], "the two readers share a stream");
+        assert!(fired[0] > 10 && fired[1] > 10, "{fired:?}");
     }
 
     #[test]
