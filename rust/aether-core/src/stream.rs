@@ -563,7 +563,7 @@ impl StreamTable {
             if dist > MATCH_RADIUS {
                 continue;
             }
-            if parent.map_or(true, |(_, d)| dist < d) {
+            if !matches!(parent, Some((_, d)) if d <= dist) {
                 parent = Some((i, dist));
             }
             // Join only close to the prediction: within one request, or,
@@ -575,7 +575,7 @@ impl StreamTable {
             } else {
                 s.size as u64
             };
-            if score <= tol && best.map_or(true, |(_, b)| score < b) {
+            if score <= tol && !matches!(best, Some((_, b)) if b <= score) {
                 best = Some((i, score));
             }
         }
