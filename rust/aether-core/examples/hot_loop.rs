@@ -39,7 +39,7 @@ fn main() {
             }
             _ => step(&mut e, (1 << 30) + i * 8, 8, i * 1000),
         };
-        if warm && d.prefetch {
+        if warm && mode != "next" && d.prefetch {
             for _ in 0..d.count {
                 e.on_feedback(d.stream, aether_core::Outcome::Timely);
             }
