@@ -255,8 +255,13 @@ impl Engine {
         };
         let on_trend = s.observe(lba, sectors, stamp, now_ns);
         let pred = s.predicted();
+        let young = s.young_sample;
+        s.young_sample = u32::MAX;
         let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, self.lat_ns, &mut self.stats);
         self.table.note_prediction(slot, pred);
+        if young != u32::MAX {
+            self.table.note_young_sample(young);
+        }
         d
     }
 

@@ -102,6 +102,13 @@ pub struct Stream {
     pub stamp: u64,
     /// Time of the last request, ns.
     pub last_ns: u64,
+    /// Prior variance for (re)seeding, in units of `w^2`, Q16 (copied from
+    /// the table's empirical-Bayes estimate when the stream starts).
+    pub prior_q16: u32,
+    /// Normalised squared deviation of the second delta from the first
+    /// (Q16, at most 4), waiting to be folded into the table's prior;
+    /// `u32::MAX` = none.
+    pub young_sample: u32,
     /// Mean time between this stream's reads, ns (0 = unknown), refreshed
     /// at each window top-up.
     pub gap_ns: u64,
@@ -142,6 +149,8 @@ impl Stream {
         memo_steady: false,
         stamp: 0,
         last_ns: 0,
+        prior_q16: 1 << 16,
+        young_sample: u32::MAX,
         gap_ns: 0,
         mark_ns: 0,
         mark_nreq: 0,
@@ -235,12 +244,24 @@ impl Stream {
         //   converges exactly (var reaches 0, mean reaches the stride).
         // * The first delta, and every change of the majority stride,
         //   (re)seed the mean with the stride and the variance with the
-        //   prior w^2 (no evidence yet: Chebyshev bound 0).
+        //   empirical-Bayes prior `prior_q16 * w^2` (see `StreamTable`).
         let x = d << 8; // |x| <= 2^28
+        let w = size as i64;
+        if self.nreq == 2 {
+            // Second delta of a young stream: how far it deviates from the
+            // first, in units of w^2 and winsorised at 2w (so at most 4).
+            // The table averages these into the empirical-Bayes prior that
+            // seeds the variance of new streams.
+            let c = w << 9;
+            let dev = x.wrapping_sub(self.mean_q8).clamp(-c, c); // Q8
+            let sq = dev.wrapping_mul(dev) as u64; // Q16 sectors^2, <= 2^58
+            let w2 = (w.wrapping_mul(w)) as u64; // >= 1
+            self.young_sample = sq.checked_div(w2).unwrap_or(0).min(4 << 16) as u32;
+        }
         if self.nreq < 2 || stride_changed {
             self.mean_q8 = self.stride << 8;
-            let w = size as i64;
-            self.var_q16 = (w.wrapping_mul(w)) << 16; // <= 2^56
+            // prior variance = prior_q16 * w^2 (Q16 sectors^2), <= 2^58
+            self.var_q16 = (w.wrapping_mul(w)).wrapping_mul(self.prior_q16 as i64);
         } else {
             let c = (size as i64) << 9; // 2w in Q8, <= 2^29
             let lo = self.mean_q8.wrapping_sub(c);
@@ -433,6 +454,10 @@ pub struct StreamTable {
     pred: [u8; PRED_BUCKETS],
     clock: u64,
     mru: usize,
+    /// Empirical-Bayes prior for new streams' delta variance, in units of
+    /// `w^2` (Q16): the EWMA (weight 1/16) of young streams' normalised
+    /// second-delta deviation.  Starts at 1 (Chebyshev bound 0: no trust).
+    prior_q16: u32,
 }
 
 impl Default for StreamTable {
@@ -453,7 +478,7 @@ pub enum Lookup {
 impl StreamTable {
     /// An empty table.
     pub const fn new() -> Self {
-        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0 }
+        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0, prior_q16: 1 << 16 }
     }
 
     /// Empties the table in place, without a table-sized temporary (the
@@ -465,6 +490,21 @@ impl StreamTable {
         self.pred = [NO_SLOT; PRED_BUCKETS];
         self.clock = 0;
         self.mru = 0;
+        self.prior_q16 = 1 << 16;
+    }
+
+    /// Current empirical-Bayes variance prior (units of `w^2`, Q16).
+    pub fn prior_q16(&self) -> u32 {
+        self.prior_q16
+    }
+
+    /// Fold a young stream's second-delta deviation (Q16, <= 4) into the
+    /// prior.
+    #[inline]
+    pub fn note_young_sample(&mut self, v: u32) {
+        let p = self.prior_q16 as i64;
+        let x = v.min(4 << 16) as i64;
+        self.prior_q16 = p.wrapping_add(quarter_toward(x.wrapping_sub(p)) >> 2).clamp(0, 4 << 16) as u32;
     }
 
     /// Next LRU stamp.
@@ -589,13 +629,18 @@ impl StreamTable {
         // an existing stream; otherwise start from scratch.
         let parent_last = parent.and_then(|(i, _)| self.slots.get(i)).map(|p| p.last);
         let stamp = self.tick();
+        let prior = self.prior_q16;
         if let Some(s) = self.slots.get_mut(victim) {
             match parent_last {
                 Some(pl) => {
                     s.start(pl, sectors, stamp, now_ns);
+                    s.prior_q16 = prior;
                     s.update(lba, sectors, stamp, now_ns);
                 }
-                None => s.start(lba, sectors, stamp, now_ns),
+                None => {
+                    s.start(lba, sectors, stamp, now_ns);
+                    s.prior_q16 = prior;
+                }
             }
         }
         self.mru = victim;
