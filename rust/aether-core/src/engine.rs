@@ -385,7 +385,7 @@ fn decide(
     if s.ahead.saturating_mul(2) > target {
         return d;
     }
-    issue(s, d, e, lba, target, capacity, lat_ns, stats)
+    issue(s, d, e, lba, target, capacity, lat_ns, gate.epsilon_eff(), stats)
 }
 
 /// Top the window of stream `s` up to `target` extents (the rarer half of
@@ -400,6 +400,7 @@ fn issue(
     target: u32,
     capacity: u64,
     lat_ns: u64,
+    eps_eff: u32,
     stats: &mut Stats,
 ) -> Decision {
     // Little's law: the window drains at one extent per `gap` ns and is
@@ -416,6 +417,17 @@ fn issue(
         (l, g) => (l.saturating_mul(2).checked_div(g).unwrap_or(u64::MAX)).saturating_add(4).min(u32::MAX as u64) as u32,
     };
     let target = target.min(s.need_cap.max(2));
+    // Posterior predictive bound: after n deltas on trend, the Laplace
+    // posterior gives P(the next m all follow it) = (n + 1) / (n + m + 1),
+    // and extent m is used only if they do; issue it only while that
+    // probability exceeds epsilon_eff: m <= (n + 1)(1 - eps) / eps.
+    let eps = eps_eff as u64;
+    let n1 = s.trend_deltas() as u64 + 1;
+    let by_posterior = (n1.saturating_mul(65_536u64.saturating_sub(eps)))
+        .checked_div(eps)
+        .unwrap_or(u64::MAX)
+        .clamp(1, u32::MAX as u64) as u32;
+    let target = target.min(by_posterior);
     s.win_cap = window_cap(s.size).min(s.need_cap.max(2));
     if s.ahead.saturating_mul(2) > target {
         return d;

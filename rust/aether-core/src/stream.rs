@@ -102,6 +102,8 @@ pub struct Stream {
     pub stamp: u64,
     /// Time of the last request, ns.
     pub last_ns: u64,
+    /// `nreq` when the current trend stride was (re)established.
+    pub stride_nreq: u32,
     /// Prior variance for (re)seeding, in units of `w^2`, Q16 (copied from
     /// the table's empirical-Bayes estimate when the stream starts).
     pub prior_q16: u32,
@@ -149,6 +151,7 @@ impl Stream {
         memo_steady: false,
         stamp: 0,
         last_ns: 0,
+        stride_nreq: 0,
         prior_q16: 1 << 16,
         young_sample: u32::MAX,
         gap_ns: 0,
@@ -259,6 +262,8 @@ impl Stream {
             self.young_sample = sq.checked_div(w2).unwrap_or(0).min(4 << 16) as u32;
         }
         if self.nreq < 2 || stride_changed {
+            // nreq is incremented below: the trend's first read is the next.
+            self.stride_nreq = self.nreq.wrapping_add(1);
             self.mean_q8 = self.stride << 8;
             // prior variance = prior_q16 * w^2 (Q16 sectors^2), <= 2^58
             self.var_q16 = (w.wrapping_mul(w)).wrapping_mul(self.prior_q16 as i64);
@@ -282,6 +287,13 @@ impl Stream {
         self.stamp = stamp;
         self.last_ns = now_ns;
         on_trend
+    }
+
+    /// Deltas that have followed the current trend stride (counting the one
+    /// that established it).
+    #[inline]
+    pub fn trend_deltas(&self) -> u32 {
+        self.nreq.wrapping_sub(self.stride_nreq).saturating_add(1)
     }
 
     /// Update the inter-arrival estimate from the reads since the last call
