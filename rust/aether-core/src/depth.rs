@@ -101,7 +101,7 @@ impl LatencyHistogram {
         if ns == 0 {
             0
         } else {
-            (63 - ns.leading_zeros()) as usize
+            63u32.wrapping_sub(ns.leading_zeros()) as usize
         }
     }
     /// Add one sample.
@@ -130,7 +130,13 @@ impl LatencyHistogram {
         }
         // rank = ceil(count * num / den), at least 1.
         let total = self.count as u64;
-        let rank = (total.saturating_mul(num as u64).saturating_add(den as u64 - 1) / den as u64).clamp(1, total);
+        let rank = total
+            .saturating_mul(num as u64)
+            .saturating_add((den as u64).wrapping_sub(1))
+            .checked_div(den as u64)
+            .unwrap_or(total)
+            .max(1)
+            .min(total);
         let mut seen: u64 = 0;
         for i in 0..HIST_BUCKETS {
             let c = self.buckets.get(i).copied().unwrap_or(0) as u64;

@@ -422,7 +422,7 @@ fn issue(
     // and extent m is used only if they do; issue it only while that
     // probability exceeds epsilon_eff: m <= (n + 1)(1 - eps) / eps.
     let eps = eps_eff as u64;
-    let n1 = s.trend_deltas() as u64 + 1;
+    let n1 = (s.trend_deltas() as u64).saturating_add(1);
     let by_posterior = (n1.saturating_mul(65_536u64.saturating_sub(eps)))
         .checked_div(eps)
         .unwrap_or(u64::MAX)
@@ -494,7 +494,7 @@ fn fit_extents(lba: u64, first: i64, stride: i64, size: u32, want: u32, capacity
     }
     let step = stride.unsigned_abs();
     // Extents that still fit after the first one.
-    let room = if stride > 0 { capacity - end } else { start };
+    let room = if stride > 0 { capacity.wrapping_sub(end) } else { start }; // end <= capacity
     // All `want` extents fit when room >= step * (want - 1): no division.
     let need = step.checked_mul((want as u64).saturating_sub(1));
     let count = match need {

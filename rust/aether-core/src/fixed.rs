@@ -57,8 +57,9 @@ pub fn sin_q15(angle: u16) -> i32 {
 /// `1/32` sampled at the cell midpoints (absolute error below `0.004`).
 #[inline]
 pub fn sigmoid_q16(z: i32) -> u32 {
-    let lo = -8 * Q16_ONE;
-    let hi = 8 * Q16_ONE - 1;
+    const LO: i32 = -8 * Q16_ONE;
+    const HI: i32 = 8 * Q16_ONE - 1;
+    let (lo, hi) = (LO, HI);
     let zc = if z < lo { lo } else if z > hi { hi } else { z };
     // zc - lo is in 0..2^20; >> 11 gives 0..512 (exclusive).
     let idx = (zc.wrapping_sub(lo) >> 11) as usize;

@@ -109,7 +109,7 @@ pub fn parse_q16(input: &str) -> Result<i32, ParamError> {
         if !c.is_ascii_digit() {
             break;
         }
-        int_part = match int_part.checked_mul(10).and_then(|v| v.checked_add((c - b'0') as u64)) {
+        int_part = match int_part.checked_mul(10).and_then(|v| v.checked_add(c.wrapping_sub(b'0') as u64)) {
             Some(v) => v,
             None => {
                 overflow = true;
@@ -117,22 +117,22 @@ pub fn parse_q16(input: &str) -> Result<i32, ParamError> {
             }
         };
         digits = digits.saturating_add(1);
-        i += 1;
+        i = i.wrapping_add(1);
     }
     let mut frac: u64 = 0;
     let mut frac_digits = 0u32;
     if bytes.get(i) == Some(&b'.') {
-        i += 1;
+        i = i.wrapping_add(1);
         while let Some(&c) = bytes.get(i) {
             if !c.is_ascii_digit() {
                 break;
             }
             if frac_digits < FRAC_DIGITS {
-                frac = frac.wrapping_mul(10).wrapping_add((c - b'0') as u64);
-                frac_digits += 1;
+                frac = frac.wrapping_mul(10).wrapping_add(c.wrapping_sub(b'0') as u64);
+                frac_digits = frac_digits.wrapping_add(1);
             }
             digits = digits.saturating_add(1);
-            i += 1;
+            i = i.wrapping_add(1);
         }
     }
     if digits == 0 || i != bytes.len() {
@@ -141,7 +141,7 @@ pub fn parse_q16(input: &str) -> Result<i32, ParamError> {
     // Scale the fraction to exactly FRAC_DIGITS digits.
     while frac_digits < FRAC_DIGITS {
         frac = frac.wrapping_mul(10);
-        frac_digits += 1;
+        frac_digits = frac_digits.wrapping_add(1);
     }
     // frac < 10^12, * 65536 < 6.6e16 < 2^64.
     let frac_q16 = (frac.wrapping_mul(Q16_ONE as u64).wrapping_add(FRAC_SCALE / 2)) / FRAC_SCALE;
@@ -149,7 +149,7 @@ pub fn parse_q16(input: &str) -> Result<i32, ParamError> {
         return Err(ParamError::Overflow);
     }
     let mag = (int_part << 16).wrapping_add(frac_q16); // <= 2^31 + 2^16
-    let v: i64 = if neg { -(mag as i64) } else { mag as i64 };
+    let v: i64 = if neg { (mag as i64).wrapping_neg() } else { mag as i64 };
     if v > i32::MAX as i64 || v < i32::MIN as i64 {
         return Err(ParamError::Overflow);
     }
@@ -175,12 +175,15 @@ pub fn format_q16<W: Write>(v: i32, w: &mut W) -> core::fmt::Result {
         let mut digits = 5u32;
         while frac5 % 10 == 0 && digits > 0 {
             frac5 /= 10;
-            digits -= 1;
+            digits = digits.wrapping_sub(1);
         }
         write!(w, ".{:0width$}", frac5, width = digits as usize)?;
     }
     Ok(())
 }
+
+/// Largest magnitude of a lambda or the bias (16.0 in Q16).
+const WEIGHT_MAX: i32 = 16 * Q16_ONE;
 
 /// Names of all user-visible parameters, in display order.
 pub const PARAM_NAMES: [&str; 7] = [
@@ -254,8 +257,8 @@ impl ParamId {
             // cos 2(theta - phi) has period pi, so [-pi/2, pi/2] is the whole circle.
             ParamId::Phi => (-HALF_PI_Q16, HALF_PI_Q16),
             ParamId::Epsilon => (0, Q16_ONE),
-            ParamId::Lambda1 | ParamId::Lambda2 | ParamId::Lambda3 => (-16 * Q16_ONE, 16 * Q16_ONE),
-            ParamId::Bias => (-16 * Q16_ONE, 16 * Q16_ONE),
+            ParamId::Lambda1 | ParamId::Lambda2 | ParamId::Lambda3 => (-WEIGHT_MAX, WEIGHT_MAX),
+            ParamId::Bias => (-WEIGHT_MAX, WEIGHT_MAX),
             ParamId::LearningRate => (0, Q16_ONE),
         }
     }

@@ -190,7 +190,7 @@ impl Stream {
     /// continued the trend (its delta equals the trend stride).
     pub fn update(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
         let raw = lba.wrapping_sub(self.last) as i64;
-        let d = raw.clamp(-DELTA_CLAMP, DELTA_CLAMP);
+        let d = raw.max(-DELTA_CLAMP).min(DELTA_CLAMP);
         let on_trend = self.stride != 0 && raw == self.stride;
         let size = clamp_size(sectors);
         // Velocity change and steady run.
@@ -214,7 +214,7 @@ impl Stream {
         if let Some(h) = self.hist.get_mut(pos) {
             *h = cur;
         }
-        self.hist_pos = ((pos + 1) & (HIST - 1)) as u8;
+        self.hist_pos = (pos.wrapping_add(1) & (HIST - 1)) as u8;
         if !full {
             self.hist_len = self.hist_len.saturating_add(1);
         }
@@ -256,7 +256,7 @@ impl Stream {
             // The table averages these into the empirical-Bayes prior that
             // seeds the variance of new streams.
             let c = w << 9;
-            let dev = x.wrapping_sub(self.mean_q8).clamp(-c, c); // Q8
+            let dev = x.wrapping_sub(self.mean_q8).max(c.wrapping_neg()).min(c); // Q8
             let sq = dev.wrapping_mul(dev) as u64; // Q16 sectors^2, <= 2^58
             let w2 = (w.wrapping_mul(w)) as u64; // >= 1
             self.young_sample = sq.checked_div(w2).unwrap_or(0).min(4 << 16) as u32;
