@@ -190,6 +190,8 @@ impl Stream {
     /// continued the trend (its delta equals the trend stride).
     pub fn update(&mut self, lba: u64, sectors: u32, stamp: u64, now_ns: u64) -> bool {
         let raw = lba.wrapping_sub(self.last) as i64;
+        // max/min rather than clamp: clamp carries an assertion (a panic path).
+        #[allow(clippy::manual_clamp)]
         let d = raw.max(-DELTA_CLAMP).min(DELTA_CLAMP);
         let on_trend = self.stride != 0 && raw == self.stride;
         let size = clamp_size(sectors);
@@ -256,6 +258,7 @@ impl Stream {
             // The table averages these into the empirical-Bayes prior that
             // seeds the variance of new streams.
             let c = w << 9;
+            #[allow(clippy::manual_clamp)]
             let dev = x.wrapping_sub(self.mean_q8).max(c.wrapping_neg()).min(c); // Q8
             let sq = dev.wrapping_mul(dev) as u64; // Q16 sectors^2, <= 2^58
             let w2 = (w.wrapping_mul(w)) as u64; // >= 1
