@@ -268,8 +268,7 @@ mod tests {
         // Features at theta = pi/4 (q = 0.5), phi = 0: <O> = cos(pi/2) = 0,
         // d<O>/dphi = 2 sin(2 theta) > 0.  Waste must move phi so that z falls:
         // dz/dphi > 0, y - P < 0  =>  phi decreases.
-        let mut p = Params::default();
-        p.learning_rate = Q16_ONE / 16;
+        let p = Params { learning_rate: Q16_ONE / 16, ..Params::default() };
         let mut g = Gate::new(p);
         let e = g.eval([32768, 32768, 32768]);
         let z0 = e.z;
@@ -286,12 +285,14 @@ mod tests {
 
     #[test]
     fn phi_stays_wrapped_under_extreme_learning() {
-        let mut p = Params::default();
-        p.learning_rate = Q16_ONE;
-        p.lambda1 = 16 * Q16_ONE;
-        p.lambda2 = -16 * Q16_ONE;
-        p.lambda3 = 16 * Q16_ONE;
-        p.bias = 16 * Q16_ONE;
+        let p = Params {
+            learning_rate: Q16_ONE,
+            lambda1: 16 * Q16_ONE,
+            lambda2: -16 * Q16_ONE,
+            lambda3: 16 * Q16_ONE,
+            bias: 16 * Q16_ONE,
+            ..Params::default()
+        };
         let mut g = Gate::new(p);
         for i in 0..10_000u32 {
             let q = (i.wrapping_mul(2654435761)) >> 15;

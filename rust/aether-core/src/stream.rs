@@ -800,8 +800,8 @@ mod tests {
                 }
             }
         }
-        for k in 0..4 {
-            assert_eq!(t.get(slots[k]).unwrap().stride, 8);
+        for slot in slots {
+            assert_eq!(t.get(slot).unwrap().stride, 8);
         }
     }
 

@@ -47,8 +47,7 @@ fn brad_conversion() {
 /// `sigmoid(sum lambda_k cos 2(theta_k - phi) + b)`.
 #[test]
 fn gate_matches_float_model() {
-    let mut p = Params::default();
-    p.phi = 13_107; // 0.2 rad
+    let p = Params { phi: 13_107, ..Params::default() }; // phi = 0.2 rad
     let g = Gate::new(p);
     let lam = [p.lambda1, p.lambda2, p.lambda3].map(|l| l as f64 / 65536.0);
     let phi = p.phi as f64 / 65536.0;
