@@ -13,7 +13,7 @@
 use crate::aether_core::{Engine, Params};
 use crate::kernel_ext::bio::{Bio, BioOp};
 use crate::kernel_ext::time::ktime_get_ns;
-use crate::kernel_ext::dm::{BlkStatus, DM_NAME_LEN, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
+use crate::kernel_ext::dm::{BlkStatus, DM_NAME_LEN, FEATURE_NOWAIT, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
 use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, TuneError, Tunable, DEFAULTS};
 use crate::devices::{Attachment, Registry};
@@ -166,6 +166,9 @@ impl TargetOperations for AetherTarget {
     type PerBio = PerBio;
     /// The mapped devices with aether tables and their debugfs directories.
     type Context = Arc<Registry>;
+
+    /// `map` takes only a spinlock and never allocates or sleeps.
+    const FEATURES: u64 = FEATURE_NOWAIT;
 
     fn ctr(registry: &Arc<Registry>, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>> {
         let Some((path, opt)) = args.split_first() else {

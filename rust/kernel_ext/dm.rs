@@ -215,6 +215,9 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// Data the registration owns and every constructor sees.
     type Context: Send + Sync;
 
+    /// `target_type.features`, e.g. [`FEATURE_NOWAIT`].
+    const FEATURES: u64 = 0;
+
     /// Builds the target from its table arguments; on error, call
     /// [`Target::set_error`] so `dmsetup` can say why.
     fn ctr(ctx: &Self::Context, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>>;
@@ -238,6 +241,10 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// Reports every underlying device to `visitor`.
     fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int;
 }
+
+/// The target's `map` never sleeps, so `REQ_NOWAIT` bios (io_uring's
+/// non-blocking submission) may be mapped without a worker-thread punt.
+pub(crate) const FEATURE_NOWAIT: u64 = bindings::DM_TARGET_NOWAIT as u64;
 
 /// Longest device-mapper device name, with its NUL (`DM_NAME_LEN`).
 pub(crate) const DM_NAME_LEN: usize = bindings::DM_NAME_LEN as usize;
@@ -485,6 +492,7 @@ impl<T: TargetOperations> Registration<T> {
     ) -> impl PinInit<Self, Error> {
         let tt_init = move |slot: *mut bindings::target_type| -> Result {
             let tt = bindings::target_type {
+                features: T::FEATURES,
                 name: name.as_char_ptr(),
                 module: module.as_ptr().cast(),
                 version,

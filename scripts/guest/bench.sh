@@ -1,39 +1,45 @@
 #!/bin/sh
 # Guest job for `make bench` (scripts/bench.sh): fio randread 4 KiB O_DIRECT at
-# QD1 and QD32 on the raw NVMe namespace and through an aether device stacked
-# on it, in the same boot.
+# QD1 and QD32 on four paths to the same NVMe namespace, in one boot:
 #
-#   scripts/qemu-run.sh --nvme 1 scripts/guest/bench.sh [ROUNDS [SECONDS]]
+#   raw         /dev/nvme0n1
+#   linear      dm-linear on it: device-mapper's own cost, the floor for any target
+#   aether_off  aether with its gate disabled (enabled=0): telemetry only
+#   aether      aether as shipped: telemetry, stream detector and gate per read
 #
-# TCG timings drift, so raw and aether alternate: every round runs each depth
-# on both, the order flipping from round to round, and the ratio aether/raw is
-# taken per round and then the median over rounds. Prints one line per run, a
-# summary table between @@BENCH-TABLE-BEGIN/END@@ and the same as JSON between
-# @@BENCH-JSON-BEGIN@@ and @@BENCH-JSON-END@@ (scripts/bench.sh saves it).
+# TCG timings drift, so every round runs each path at each depth, the order
+# rotating from round to round, and ratios are taken within a round; the
+# reported ratio is the median over rounds. Prints a table between
+# @@BENCH-TABLE-BEGIN/END@@ and JSON between @@BENCH-JSON-BEGIN/END@@.
 . /aether/guest/lib.sh
 
 [ -f /aether/job.args ] && set -- $(cat /aether/job.args)
 ROUNDS=${1:-5}
 SECS=${2:-5}
 DEPTHS="1 32"
-RAW=/dev/nvme0n1
-NAME=abench
-AE=/dev/mapper/$NAME
-SPAN=128M          # the region read at random (prefilled, so no holes)
+PATHS="raw linear aether_off aether"
+SPAN=128M
 ENGINE=io_uring
 GOAL=0.98
 
 fail() { echo "# bench: $*"; t_fail "$*"; t_done; exit 1; }
+dev() {
+    case $1 in
+        raw) echo /dev/nvme0n1 ;;
+        *) echo /dev/mapper/b_$1 ;;
+    esac
+}
 
-echo "# bench: $(uname -r), $(nproc) CPUs, fio $(fio --version), $ROUNDS rounds x $SECS s, depths $DEPTHS, $ENGINE"
+echo "# bench: $(uname -r), $(nproc) CPUs, $(fio --version), $ROUNDS rounds x $SECS s, depths $DEPTHS, $ENGINE"
 insmod /aether/aether.ko || fail "insmod aether.ko"
-sectors=$(cat /sys/block/nvme0n1/size)
-dmsetup create $NAME --table "0 $sectors aether $RAW" || fail "create aether device on $RAW"
-[ "$(dmsetup message $NAME 0 get enabled)" = 1 ] || fail "aether gate is not enabled"
-t_ok "aether device $NAME on $RAW, gate enabled"
+S=$(cat /sys/block/nvme0n1/size)
+dmsetup create b_linear --table "0 $S linear /dev/nvme0n1 0" || fail "create linear"
+dmsetup create b_aether_off --table "0 $S aether /dev/nvme0n1 2 enabled 0" || fail "create aether_off"
+dmsetup create b_aether --table "0 $S aether /dev/nvme0n1" || fail "create aether"
+t_ok "raw, dm-linear, aether (gate off) and aether (gate on) on one namespace"
 
-# Prefill the span so reads hit written blocks of the image file, not holes.
-fio --name=fill --filename=$RAW --rw=write --bs=1M --direct=1 --ioengine=$ENGINE --iodepth=8 \
+# Prefill the span so reads hit written blocks of the image, not holes.
+fio --name=fill --filename=/dev/nvme0n1 --rw=write --bs=1M --direct=1 --ioengine=$ENGINE --iodepth=8 \
     --size=$SPAN --output=/dev/null || fail "prefill"
 
 # iops DEV QD: one timed fio run; prints read IOPS (terse v3 field 8).
@@ -44,76 +50,79 @@ iops() {
         awk -F';' '$1 == 3 { print $8; exit }'
 }
 
-: > /tmp/runs          # qd round raw aether
-dmsetup message $NAME 0 reset_stats
+: > /tmp/runs          # qd round path iops
+dmsetup message b_aether 0 reset_stats
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
+    # Rotate the order so no path always runs first or last.
+    order=$PATHS; i=1
+    while [ $i -lt "$r" ]; do set -- $order; order="$(echo $order | cut -d' ' -f2-) $1"; i=$((i + 1)); done
     for qd in $DEPTHS; do
-        if [ $((r % 2)) = 1 ]; then
-            raw=$(iops $RAW "$qd"); ae=$(iops $AE "$qd")
-        else
-            ae=$(iops $AE "$qd"); raw=$(iops $RAW "$qd")
-        fi
-        case "$raw$ae" in *[!0-9]*|'') fail "fio run failed (round $r, QD$qd): $(head -3 /tmp/fio.err)" ;; esac
-        [ "$raw" -gt 0 ] && [ "$ae" -gt 0 ] || fail "fio reported 0 IOPS (round $r, QD$qd)"
-        echo "$qd $r $raw $ae" >> /tmp/runs
-        echo "# round $r QD$qd: raw $raw IOPS, aether $ae IOPS, ratio $(awk -v a="$ae" -v b="$raw" 'BEGIN { printf "%.3f", a / b }')"
+        line="# round $r QD$qd:"
+        for p in $order; do
+            v=$(iops "$(dev $p)" "$qd")
+            case "$v" in ''|*[!0-9]*) fail "fio failed on $p (round $r, QD$qd): $(head -3 /tmp/fio.err)" ;; esac
+            [ "$v" -gt 0 ] || fail "fio reported 0 IOPS on $p"
+            echo "$qd $r $p $v" >> /tmp/runs
+            line="$line $p=$v"
+        done
+        echo "$line"
     done
     r=$((r + 1))
 done
-reads=$(dmsetup status $NAME | tr ' ' '\n' | sed -n 's/^reads=//p')
-gopen=$(dmsetup status $NAME | tr ' ' '\n' | sed -n 's/^gate_open=//p')
-gclosed=$(dmsetup status $NAME | tr ' ' '\n' | sed -n 's/^gate_closed=//p')
+reads=$(dmsetup status b_aether | tr ' ' '\n' | sed -n 's/^reads=//p')
+gopen=$(dmsetup status b_aether | tr ' ' '\n' | sed -n 's/^gate_open=//p')
+gclosed=$(dmsetup status b_aether | tr ' ' '\n' | sed -n 's/^gate_closed=//p')
 t_check "aether counted the benchmark's reads (reads=$reads)" test "$reads" -gt 0
 t_eq "the gate decided once per read (gate_open+gate_closed == reads)" "$reads" $((gopen + gclosed))
 
-# summary QD: "raw_list aether_list ratio_list raw_med ae_med ratio_med" for depth QD.
-summary() {
-    awk -v qd="$1" '
-        function med(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+# stats QD NUM DEN: median over rounds of NUM/DEN within a round, and the
+# median IOPS of NUM.
+ratio() {
+    awk -v qd="$1" -v a="$2" -v b="$3" '
+        function med(x, n,   i, j, t) {
+            for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+            return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
         }
-        $1 == qd { n++; raw[n] = $3; ae[n] = $4; rat[n] = $4 / $3
-                   rl = rl (n > 1 ? "," : "") $3; al = al (n > 1 ? "," : "") $4
-                   ql = ql (n > 1 ? "," : "") sprintf("%.4f", $4 / $3) }
-        END { printf "%s %s %s %d %d %.4f\n", rl, al, ql, med(raw, n), med(ae, n), med(rat, n) }' /tmp/runs
+        $1 == qd && $3 == a { va[$2] = $4 }
+        $1 == qd && $3 == b { vb[$2] = $4 }
+        END { n = 0; for (k in va) if (k in vb) { n++; q[n] = va[k] / vb[k] } printf "%.3f", med(q, n) }' /tmp/runs
+}
+median() {
+    awk -v qd="$1" -v a="$2" '
+        $1 == qd && $3 == a { n++; x[n] = $4 }
+        END { for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+              printf "%d", n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }' /tmp/runs
 }
 
 echo "@@BENCH-TABLE-BEGIN@@"
-printf '%-6s %-36s %-36s %-12s %-12s %-8s %s\n' depth "raw IOPS per round" "aether IOPS per round" "raw median" "aeth median" ratio "goal>=$GOAL"
-json_rows=""
-allmet=1
+printf '%-5s %9s %9s %11s %9s   %-12s %-12s %-14s %-14s %s\n' depth raw linear aether_off aether \
+    aether/raw linear/raw aether/linear aether/gate_off "goal>=$GOAL"
+rows=""
 for qd in $DEPTHS; do
-    set -- $(summary "$qd")
-    met=$(awk -v x="$6" -v g="$GOAL" 'BEGIN { print (x >= g) ? "yes" : "no" }')
-    [ "$met" = yes ] || allmet=0
-    printf '%-6s %-36s %-36s %-12s %-12s %-8s %s\n' "QD$qd" "$1" "$2" "$4" "$5" "$6" "$met"
-    row="{\"iodepth\": $qd, \"raw_iops\": [$1], \"aether_iops\": [$2], \"ratios\": [$3], \"raw_median_iops\": $4, \"aether_median_iops\": $5, \"median_ratio\": $6, \"meets_goal\": $( [ "$met" = yes ] && echo true || echo false )}"
-    json_rows="$json_rows${json_rows:+, }$row"
+    a_raw=$(ratio $qd aether raw); l_raw=$(ratio $qd linear raw)
+    a_lin=$(ratio $qd aether linear); a_off=$(ratio $qd aether aether_off)
+    met=$(awk -v x="$a_raw" -v g=$GOAL 'BEGIN { print (x >= g) ? "yes" : "no" }')
+    printf '%-5s %9s %9s %11s %9s   %-12s %-12s %-14s %-14s %s\n' "QD$qd" "$(median $qd raw)" "$(median $qd linear)" \
+        "$(median $qd aether_off)" "$(median $qd aether)" "$a_raw" "$l_raw" "$a_lin" "$a_off" "$met"
+    row="{\"iodepth\": $qd, \"median_iops\": {\"raw\": $(median $qd raw), \"linear\": $(median $qd linear), \"aether_off\": $(median $qd aether_off), \"aether\": $(median $qd aether)}, \"median_ratio\": {\"aether/raw\": $a_raw, \"linear/raw\": $l_raw, \"aether/linear\": $a_lin, \"aether/aether_off\": $a_off}, \"meets_goal\": $( [ "$met" = yes ] && echo true || echo false )}"
+    rows="$rows${rows:+, }$row"
 done
 echo "@@BENCH-TABLE-END@@"
 echo "@@BENCH-JSON-BEGIN@@"
-cat <<EOF
+cat <<JSON
 {
-  "benchmark": "fio randread 4KiB O_DIRECT, raw $RAW vs aether on it, alternating rounds",
-  "kernel": "$(uname -r)",
-  "cpus": $(nproc),
-  "accel": "tcg",
-  "fio": "$(fio --version)",
-  "ioengine": "$ENGINE",
-  "block_size": 4096,
-  "span": "$SPAN",
-  "rounds": $ROUNDS,
-  "seconds_per_run": $SECS,
-  "ratio": "median over rounds of aether_iops / raw_iops within the round",
-  "goal_ratio": $GOAL,
+  "benchmark": "fio randread 4KiB O_DIRECT on raw NVMe, dm-linear, aether (gate off) and aether, rotating order, one boot",
+  "kernel": "$(uname -r)", "cpus": $(nproc), "accel": "tcg", "fio": "$(fio --version)", "ioengine": "$ENGINE",
+  "span": "$SPAN", "rounds": $ROUNDS, "seconds_per_run": $SECS,
+  "ratio": "median over rounds of the within-round IOPS ratio",
+  "goal": "aether/raw >= $GOAL",
   "aether_counters": {"reads": $reads, "gate_open": $gopen, "gate_closed": $gclosed},
-  "results": [$json_rows]
+  "runs": "$(awk '{printf "%s%s:%s:%s:%s", (NR>1?" ":""), $1, $2, $3, $4}' /tmp/runs)",
+  "results": [$rows]
 }
-EOF
+JSON
 echo "@@BENCH-JSON-END@@"
-[ $allmet = 1 ] && t_ok "aether IOPS >= $GOAL x raw at every depth (median ratio)" || echo "# bench: goal not met at some depth (see table)"
-dmsetup remove $NAME
+for d in b_aether b_aether_off b_linear; do dmsetup remove $d; done
 rmmod aether
 t_done
