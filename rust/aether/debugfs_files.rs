@@ -84,6 +84,11 @@ impl DeviceFiles {
         Self { _files: KVec::new(), _dir: Dir::absent() }
     }
 
+    /// Renames the directory (the device was renamed).
+    pub(crate) fn rename(&self, name: &CStr) -> Result {
+        self._dir.rename(name)
+    }
+
     /// Whether the directory exists in debugfs.
     pub(crate) fn is_present(&self) -> bool {
         self._dir.is_present()

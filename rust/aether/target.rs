@@ -13,7 +13,7 @@
 use crate::aether_core::{Engine, Params};
 use crate::kernel_ext::bio::{Bio, BioOp};
 use crate::kernel_ext::time::ktime_get_ns;
-use crate::kernel_ext::dm::{BlkStatus, DM_NAME_LEN, FEATURE_NOWAIT, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
+use crate::kernel_ext::dm::{BlkStatus, FEATURE_NOWAIT, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
 use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, TuneError, Tunable, DEFAULTS};
 use crate::devices::{Attachment, Registry};
@@ -199,9 +199,7 @@ impl TargetOperations for AetherTarget {
             }),
             GFP_KERNEL,
         )?;
-        let mut name_buf = [0u8; DM_NAME_LEN];
-        let md = target.device_id();
-        let attachment = registry.attach(md, target.device_name(&mut name_buf), &shared)?;
+        let attachment = registry.attach(target.mapped_device(), &shared)?;
         Ok(KBox::pin(Self { attachment, shared, dev }, GFP_KERNEL)?)
     }
 

@@ -57,6 +57,17 @@ impl Dir {
         }
     }
 
+    /// Renames this directory (within its parent) to `name`.
+    pub(crate) fn rename(&self, name: &CStr) -> Result {
+        let Some(entry) = &self.entry else { return Err(ENOENT) };
+        let Some(parent) = &entry.parent else { return Err(EINVAL) };
+        // SAFETY: Both dentries are valid (`Entry` invariant, and `entry` keeps
+        // `parent` alive); `name` is NUL-terminated. debugfs takes the needed
+        // inode locks; on failure nothing changes.
+        let r = unsafe { bindings::debugfs_rename(parent.dentry, entry.dentry, parent.dentry, name.as_char_ptr()) };
+        kernel::error::from_err_ptr(r).map(|_| ())
+    }
+
     /// A handle to no directory.
     pub(crate) fn absent() -> Self {
         Self { entry: None }

@@ -71,32 +71,11 @@ impl Target {
         unsafe { (*self.ptr).len }
     }
 
-    /// Identifies the mapped device this target belongs to; stable across
-    /// table reloads and renames, unique while the device exists.
-    pub(crate) fn device_id(&self) -> usize {
+    /// The mapped device this table belongs to.
+    pub(crate) fn mapped_device(&self) -> MappedDevice {
         // SAFETY: `ptr` and its table are valid by the type invariant.
-        unsafe { bindings::dm_table_get_md((*self.ptr).table) as usize }
-    }
-
-    /// The mapped device's name (`dmsetup create NAME`), copied into `buf`.
-    /// Takes `&mut self` because only `ctr` may call it (see the SAFETY note).
-    pub(crate) fn device_name<'a>(&mut self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
-        // SAFETY: `ptr` and its table are valid (type invariant); `buf` holds
-        // the `DM_NAME_LEN` bytes `strcpy` may write; a null uuid skips the
-        // uuid. The call takes `dm_hash_cells_mutex` and may sleep; `ctr` runs
-        // in process context and no path that calls it holds that mutex.
-        let r = unsafe {
-            bindings::dm_copy_name_and_uuid(
-                bindings::dm_table_get_md((*self.ptr).table),
-                buf.as_mut_ptr().cast(),
-                core::ptr::null_mut(),
-            )
-        };
-        if r != 0 {
-            return None;
-        }
-        let len = buf.iter().position(|&b| b == 0)?;
-        CStr::from_bytes_with_nul(buf.get(..=len)?).ok().filter(|n| !n.is_empty())
+        // INVARIANT: the device outlives its tables, and this table exists.
+        MappedDevice { md: unsafe { bindings::dm_table_get_md((*self.ptr).table) } }
     }
 
     /// Sets the message `dmsetup` shows when `ctr` fails.
@@ -120,6 +99,45 @@ impl Target {
             ti.num_write_zeroes_bios = 1;
             ti.per_io_data_size = core::mem::size_of::<P>() as c_uint;
         }
+    }
+}
+
+/// A mapped device (`dmsetup create NAME`), by reference.
+///
+/// # Invariants
+///
+/// `md` is a live `mapped_device` for as long as any table of it exists. A
+/// holder must drop this value (or stop using it) before the last table of
+/// the device is destroyed, i.e. by the end of that table's `dtr`.
+#[derive(Clone, Copy)]
+pub(crate) struct MappedDevice {
+    md: *mut bindings::mapped_device,
+}
+
+// SAFETY: `mapped_device` is shared by device-mapper across threads; we only
+// call functions on it that do their own locking.
+unsafe impl Send for MappedDevice {}
+// SAFETY: See `Send`.
+unsafe impl Sync for MappedDevice {}
+
+impl MappedDevice {
+    /// Identifies the device; stable across reloads and renames.
+    pub(crate) fn id(&self) -> usize {
+        self.md as usize
+    }
+
+    /// The device's current name, copied into `buf`. May sleep.
+    pub(crate) fn name<'a>(&self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
+        // SAFETY: `md` is live (type invariant); `buf` holds the `DM_NAME_LEN`
+        // bytes `strcpy` may write; a null uuid skips the uuid. The call takes
+        // `dm_hash_cells_mutex`, which none of aether's callers hold (they run
+        // from table load, resume and debugfs file operations).
+        let r = unsafe { bindings::dm_copy_name_and_uuid(self.md, buf.as_mut_ptr().cast(), core::ptr::null_mut()) };
+        if r != 0 {
+            return None;
+        }
+        let len = buf.iter().position(|&b| b == 0)?;
+        CStr::from_bytes_with_nul(buf.get(..=len)?).ok().filter(|n| !n.is_empty())
     }
 }
 

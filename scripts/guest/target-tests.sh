@@ -348,13 +348,22 @@ dmesg | tail -n 5 | grep -i 'already present' | sed 's/^/#   dmesg: /'
 dmsetup remove t0
 # Rename, on a device whose debugfs dir is known to be there.
 dmsetup create rn --table "0 $S0 aether $N0"
+# device-mapper tells targets nothing about a rename: the directory keeps the
+# old name until the next table load or resume, and meanwhile refuses to act
+# on the renamed device (ESTALE) rather than tune it under a stale name.
 t_check "rename rn -> rn2 (debugfs dir rn existed)" sh -c "test -d $DBG/rn && dmsetup rename rn rn2"
-t_check "after rename: debugfs dir is $DBG/rn2" test -d $DBG/rn2
-t_check "create a new 'rn' while 'rn2' exists" dmsetup create rn --table "0 $S1 aether $N1"
-(echo 0.5 > $DBG/rn/epsilon) 2>/dev/null
-t_eq "the new 'rn' has its own debugfs dir (epsilon written there reads back via message)" 0.5 "$(mget rn epsilon)"
+t_refuse "after rename: a write to the stale $DBG/rn/epsilon is refused" sh -c "echo 0.5 > $DBG/rn/epsilon"
+t_eq "after rename: the refused write did not tune rn2" 0.625 "$(mget rn2 epsilon)"
+t_check "after rename + resume: debugfs dir is $DBG/rn2" sh -c "dmsetup suspend rn2 && dmsetup resume rn2 && test -d $DBG/rn2 && ! test -e $DBG/rn"
+t_eq "after rename + resume: $DBG/rn2/epsilon works" 0.5 "$(echo 0.5 > $DBG/rn2/epsilon; mget rn2 epsilon)"
+dmsetup rename rn2 rn3
+t_check "create a new 'rn' while a renamed 'rn3' still has the stale dir" dmsetup create rn --table "0 $S1 aether $N1"
+t_check "creating a device moves renamed devices' dirs: $DBG/rn3 exists" test -d $DBG/rn3
+(echo 0.25 > $DBG/rn/epsilon) 2>/dev/null
+t_eq "the new 'rn' has its own debugfs dir (epsilon written there reads back via message)" 0.25 "$(mget rn epsilon)"
+t_eq "and the renamed device kept its own value" 0.5 "$(mget rn3 epsilon)"
 dmsetup remove rn
-dmsetup remove rn2
+dmsetup remove rn3
 t_eq "no aether debugfs dirs left after removing everything" "" "$(ls $DBG)"
 
 # ================================================================ module parameters
