@@ -160,24 +160,25 @@ pub fn parse_q16(input: &str) -> Result<i32, ParamError> {
 /// zeros removed, `"0"` for zero).
 pub fn format_q16<W: Write>(v: i32, w: &mut W) -> core::fmt::Result {
     let mag = v.unsigned_abs() as u64;
-    let mut int_part = mag >> 16;
-    // Round the fraction to 5 decimals: < 65536 * 100000 < 2^33.
-    let mut frac5 = ((mag & 0xffff).wrapping_mul(100_000).wrapping_add(1 << 15)) >> 16;
-    if frac5 >= 100_000 {
-        int_part = int_part.wrapping_add(1);
-        frac5 = frac5.wrapping_sub(100_000);
-    }
+    let frac = mag & 0xffff;
     if v < 0 {
         w.write_char('-')?;
     }
-    write!(w, "{}", int_part)?;
-    if frac5 != 0 {
-        let mut digits = 5u32;
-        while frac5 % 10 == 0 && digits > 0 {
-            frac5 /= 10;
-            digits = digits.wrapping_sub(1);
+    write!(w, "{}", mag >> 16)?;
+    if frac == 0 {
+        return Ok(());
+    }
+    // The shortest decimal that `parse_q16` maps back to exactly `frac`, so
+    // "0.6" reads back as "0.6". Five digits always suffice (10^-5 < 2^-16).
+    // All products stay below 65536 * 10^5 < 2^33.
+    let mut scale = 1u64;
+    for digits in 1..=5usize {
+        scale = scale.wrapping_mul(10);
+        let n = frac.wrapping_mul(scale).wrapping_add(1 << 15) >> 16;
+        let back = n.wrapping_mul(Q16_ONE as u64).wrapping_add(scale / 2) / scale;
+        if back == frac || digits == 5 {
+            return write!(w, ".{:0width$}", n, width = digits);
         }
-        write!(w, ".{:0width$}", frac5, width = digits as usize)?;
     }
     Ok(())
 }
@@ -487,6 +488,25 @@ mod tests {
     }
 
     #[test]
+    fn format_is_shortest_round_trip() {
+        // Every Q16 fraction (and its negative) formats to a decimal that
+        // parses back to exactly the same value.
+        for q in (0..=0xffff_i32).chain([65536, 3 * 65536 + 1, -1, -98_304, i32::MAX, i32::MIN + 1]) {
+            for v in [q, q.wrapping_neg()] {
+                let mut b = FixedBuf::<32>::new();
+                format_q16(v, &mut b).unwrap();
+                assert_eq!(parse_q16(b.as_str()), Ok(v), "{} -> {}", v, b.as_str());
+            }
+        }
+        // What a user typed comes back as typed.
+        for s in ["0.6", "0.1", "0.7", "0.25", "0.625", "-1.5", "2", "0.0039", "15.99"] {
+            let mut b = FixedBuf::<32>::new();
+            format_q16(parse_q16(s).unwrap(), &mut b).unwrap();
+            assert_eq!(b.as_str(), s);
+        }
+    }
+
+    #[test]
     fn params_set_get() {
         let mut p = Params::default();
         let mut b = FixedBuf::<32>::new();
@@ -517,7 +537,7 @@ mod tests {
         Params::default().write_all(&mut all).unwrap();
         assert_eq!(
             all.as_str(),
-            "phi=0\nepsilon=0.625\nlambda1=2\nlambda2=2\nlambda3=1\nbias=-1\nlearning_rate=0.00391\n"
+            "phi=0\nepsilon=0.625\nlambda1=2\nlambda2=2\nlambda3=1\nbias=-1\nlearning_rate=0.0039\n"
         );
         // A sink that is too small reports Format instead of panicking.
         let mut tiny = FixedBuf::<1>::new();
