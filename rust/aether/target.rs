@@ -11,12 +11,15 @@
 //! `end_io` records completion latency per CPU.
 
 use crate::aether_core::{Engine, Params};
+use crate::devices::{Attachment, Registry};
 use crate::kernel_ext::bio::{Bio, BioOp};
+use crate::kernel_ext::dm::{
+    BlkStatus, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
+};
+use crate::kernel_ext::print::ratelimit;
 use crate::kernel_ext::time::ktime_get_ns;
-use crate::kernel_ext::dm::{BlkStatus, FEATURE_NOWAIT, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations};
 use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, TuneError, Tunable, DEFAULTS};
-use crate::devices::{Attachment, Registry};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::{c_str, ffi::c_int, new_spinlock, prelude::*, str::CStr, sync::{Arc, SpinLock}};
@@ -276,7 +279,10 @@ impl TargetOperations for AetherTarget {
     fn message(&self, args: &[&CStr], out: &mut ResultWriter<'_>) -> Result {
         let mut words = [""; 4];
         if args.len() > words.len() {
-            return tuning::message(&*self.shared, &[""], out);
+            if ratelimit() {
+                pr_err!("message refused: {} words (usage: set <param> <value> | get <param> | reset_stats)\n", args.len());
+            }
+            return Err(EINVAL);
         }
         for (w, a) in words.iter_mut().zip(args) {
             *w = a.to_str().map_err(|_| EINVAL)?;
