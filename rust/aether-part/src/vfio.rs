@@ -129,16 +129,54 @@ pub struct Handshake {
     pub error: Option<String>,
 }
 
+/// A shared mapping of a VFIO device region (BAR0), accessed with volatile 32-bit MMIO.
+///
+/// # Invariants
+///
+/// - `ptr` is the page-aligned start of a live, readable and writable `MAP_SHARED` mapping
+///   of exactly `len` (> 0) bytes, created by [`Bar::map`] and owned by this `Bar`: nothing
+///   else unmaps it, and it stays mapped until `Drop`. The mapping holds its own reference to
+///   the device file, so closing the device fd does not invalidate it.
+/// - No Rust reference into the mapping is ever created; every access goes through
+///   [`Bar::r32`]/[`Bar::w32`], which check alignment and bounds against `len`.
 struct Bar {
     ptr: NonNull<core::ffi::c_void>,
     len: usize,
 }
 impl Bar {
+    /// Map `len` bytes of the device file `dev` at file offset `offset` (a VFIO region
+    /// offset) read/write and shared, establishing the type invariants.
+    fn map(dev: &File, offset: u64, len: NonZeroUsize) -> nix::Result<Bar> {
+        // SAFETY: addr is None, so the kernel picks a fresh range and no existing mapping (no
+        // Rust-owned memory) is replaced; `dev` is an open VFIO device fd borrowed for the call.
+        // The returned pointer and `len` are moved into the `Bar`, which owns the mapping.
+        let ptr = unsafe { mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, dev, offset as i64) }?;
+        Ok(Bar { ptr, len: len.get() })
+    }
+    /// The address of the 32-bit register at byte offset `off`.
+    ///
+    /// Panics unless `off` is 4-byte aligned and `off + 4 <= len`.
+    fn reg(&self, off: usize) -> *mut u32 {
+        assert!(
+            off % 4 == 0 && off.checked_add(4).is_some_and(|end| end <= self.len),
+            "BAR0 register offset 0x{off:x} is unaligned or outside the {}-byte mapping",
+            self.len
+        );
+        self.ptr.as_ptr().cast::<u8>().wrapping_add(off).cast::<u32>()
+    }
     fn r32(&self, off: usize) -> u32 {
-        unsafe { std::ptr::read_volatile((self.ptr.as_ptr() as *const u8).add(off) as *const u32) }
+        let p = self.reg(off);
+        // SAFETY: `reg` checked that [off, off + 4) lies inside the `len`-byte mapping, which is
+        // live while `self` is (type invariant), and is 4-byte aligned (page-aligned base, off % 4
+        // == 0). Volatile, because this is device MMIO: each read must reach the device once.
+        unsafe { std::ptr::read_volatile(p) }
     }
     fn w32(&self, off: usize, v: u32) {
-        unsafe { std::ptr::write_volatile((self.ptr.as_ptr() as *mut u8).add(off) as *mut u32, v) }
+        let p = self.reg(off);
+        // SAFETY: as in `r32`: `reg` bounds- and alignment-checked [off, off + 4) against the live
+        // writable mapping; no Rust reference aliases it (type invariant), so writing through
+        // `&self` is fine. Volatile, because each MMIO write must reach the device exactly once.
+        unsafe { std::ptr::write_volatile(p, v) }
     }
     fn r64(&self, off: usize) -> u64 {
         self.r32(off) as u64 | ((self.r32(off + 4) as u64) << 32)
@@ -150,12 +188,25 @@ impl Bar {
 }
 impl Drop for Bar {
     fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `Bar::map`, still mapped and owned
+        // by `self` (type invariant); no reference into it exists, and it is never used again.
         unsafe {
             let _ = munmap(self.ptr, self.len);
         }
     }
 }
 
+/// A zeroed, page-aligned anonymous host buffer mapped for device DMA through a VFIO container.
+///
+/// # Invariants
+///
+/// - `ptr` is the page-aligned start of a live, private, anonymous read/write mapping of
+///   exactly `len` (> 0) bytes, created and zeroed by [`Dma::new`] and owned by this `Dma`;
+///   it is unmapped only in `Drop`.
+/// - While `mapped` is true, `[iova, iova + len)` in `container`'s IOMMU domain translates to
+///   exactly this buffer, so the device can reach this buffer and no other memory of ours.
+///   `Drop` removes the IOMMU mapping before unmapping the memory.
+/// - `container` is the VFIO container the IOVA mapping lives in; the borrow keeps it open.
 struct Dma<'a> {
     container: &'a File,
     ptr: NonNull<core::ffi::c_void>,
@@ -163,7 +214,35 @@ struct Dma<'a> {
     iova: u64,
     mapped: bool,
 }
-impl Dma<'_> {
+impl<'a> Dma<'a> {
+    /// Allocate and zero `len` bytes and map them for DMA at `iova` in `container`, whose
+    /// IOMMU type must already be set.
+    fn new(container: &'a File, len: NonZeroUsize, iova: u64) -> Result<Self, String> {
+        // SAFETY: anonymous mapping at a kernel-chosen address (addr None): it cannot replace or
+        // alias any existing mapping. Ownership passes to the `Dma` built below.
+        let ptr = unsafe {
+            mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE | MapFlags::MAP_ANONYMOUS)
+        }
+        .map_err(|e| format!("mmap DMA buffer: {e}"))?;
+        // SAFETY: `ptr` is the start of the fresh, writable `len`-byte mapping just created (u8 has
+        // alignment 1), and nothing else refers to it yet.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr() as *mut u8, 0, len.get()) };
+        // From here `Drop` unmaps the memory on every path.
+        let mut dma = Dma { container, ptr, len: len.get(), iova, mapped: false };
+        let map = vfio_iommu_type1_dma_map {
+            argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
+            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            vaddr: ptr.as_ptr() as u64,
+            iova,
+            size: len.get() as u64,
+        };
+        // SAFETY: `container` is an open container fd (borrowed for 'a); `map` is the bindgen
+        // vfio_iommu_type1_dma_map (32 bytes, layout asserted) with argsz = its size, which the kernel
+        // only reads. It pins [vaddr, vaddr + size) = exactly our buffer; `mapped` records it for Drop.
+        unsafe { ioc::iommu_map_dma(container.as_raw_fd(), &map) }.map_err(|e| format!("VFIO_IOMMU_MAP_DMA: {e}"))?;
+        dma.mapped = true;
+        Ok(dma)
+    }
     fn bytes(&self) -> *mut u8 {
         self.ptr.as_ptr() as *mut u8
     }
@@ -176,6 +255,9 @@ impl Dma<'_> {
                 size: self.len as u64,
                 ..Default::default()
             };
+            // SAFETY: the container fd is open (borrowed for 'a); `u` is the bindgen struct (24 bytes,
+            // layout asserted, excluding the flexible `data` array) with argsz = its size. flags = 0,
+            // so the kernel reads no trailing data (no dirty bitmap) and writes back only `size`.
             unsafe { ioc::iommu_unmap_dma(self.container.as_raw_fd(), &mut u) }
                 .map_err(|e| format!("VFIO_IOMMU_UNMAP_DMA: {e}"))?;
             self.mapped = false;
@@ -186,6 +268,9 @@ impl Dma<'_> {
 impl Drop for Dma<'_> {
     fn drop(&mut self) {
         let _ = self.unmap();
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `Dma::new`, owned by `self`, and no
+        // slice into it outlives `self`. If the IOMMU unmap above failed, type1 keeps the pages pinned
+        // until the container closes, so they are never reused for other memory the device could reach.
         unsafe {
             let _ = munmap(self.ptr, self.len);
         }
@@ -243,10 +328,14 @@ fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
     };
     let container = open(r.dev.join("vfio/vfio"))?;
     let cfd = container.as_raw_fd();
+    // SAFETY: `cfd` is the fd of `container`, an open /dev/vfio/vfio File alive for this whole
+    // function; VFIO_GET_API_VERSION takes no argument, so the kernel touches no user memory.
     h.api_version = unsafe { ioc::get_api_version(cfd) }.map_err(|e| format!("VFIO_GET_API_VERSION: {e}"))?;
     if h.api_version != VFIO_API_VERSION as i32 {
         return Err(format!("unexpected VFIO API version {}", h.api_version));
     }
+    // SAFETY: `cfd` is the open container fd (see above); the extension id is passed by value
+    // as an int, so no user memory is involved.
     h.type1v2 = unsafe { ioc::check_extension(cfd, VFIO_TYPE1v2_IOMMU as i32) }.map_err(|e| format!("VFIO_CHECK_EXTENSION: {e}"))? == 1;
     if !h.type1v2 {
         return Err("the VFIO container does not support TYPE1v2 (no IOMMU? noiommu mode cannot map DMA)".into());
@@ -255,6 +344,9 @@ fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
     let grp = open(r.dev.join(format!("vfio/{group}")))?;
     let gfd = grp.as_raw_fd();
     let mut st = vfio_group_status { argsz: std::mem::size_of::<vfio_group_status>() as u32, flags: 0 };
+    // SAFETY: `gfd` is the fd of `grp`, an open /dev/vfio/<group> File alive for this function; `st` is
+    // the bindgen vfio_group_status (8 bytes, layout asserted against <linux/vfio.h>) with argsz = its
+    // size, and the kernel writes at most argsz bytes through the exclusive `&mut st`.
     unsafe { ioc::group_get_status(gfd, &mut st) }.map_err(|e| format!("VFIO_GROUP_GET_STATUS: {e}"))?;
     h.group_viable = st.flags & VFIO_GROUP_FLAGS_VIABLE != 0;
     if !h.group_viable {
@@ -262,26 +354,43 @@ fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
             "IOMMU group {group} is not viable: some member is still bound to a host driver"
         ));
     }
+    // SAFETY: `gfd` is the open group fd; the kernel reads one int (a container fd) through the
+    // pointer, and `&cfd` points to a live i32 holding `container`'s fd, open for this function.
     unsafe { ioc::group_set_container(gfd, &cfd) }.map_err(|e| format!("VFIO_GROUP_SET_CONTAINER: {e}"))?;
     let res = with_container(&container, &grp, b, h);
+    // SAFETY: `gfd` is still owned by `grp`, which is alive; the ioctl takes no argument. Every
+    // mapping made under the container (`Bar`, `Dma`) was dropped inside `with_container`.
     let _ = unsafe { ioc::group_unset_container(gfd) };
     h.steps.push("group detached from container, fds closed".into());
     res
 }
 
 fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
+    // SAFETY: `container` is an open container File borrowed for this call; the IOMMU type is
+    // passed by value as an int, so no user memory is involved.
     unsafe { ioc::set_iommu(container.as_raw_fd(), VFIO_TYPE1v2_IOMMU as i32) }.map_err(|e| format!("VFIO_SET_IOMMU(TYPE1v2): {e}"))?;
     h.steps.push(format!("group {} viable, attached, IOMMU type TYPE1v2 set", h.iommu_group));
     let name = CString::new(b.to_string()).unwrap();
+    // SAFETY: `grp` is an open group File; the kernel reads a NUL-terminated device name through the
+    // pointer, and `name` is a CString (NUL-terminated, no interior NUL) alive until the function ends.
     let dfd = unsafe { ioc::group_get_device_fd(grp.as_raw_fd(), name.as_ptr() as *const u8) }
         .map_err(|e| format!("VFIO_GROUP_GET_DEVICE_FD: {e}"))?;
+    // SAFETY: `dfd` is a new fd the successful VFIO_GROUP_GET_DEVICE_FD just installed; nothing else
+    // owns or closes it, so `dev` takes sole ownership. `dev` lives to the end of this function, past
+    // every use of `dfd` below (and past `bar`, which is declared later and so dropped first).
     let dev = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(dfd) };
     let mut info = vfio_device_info { argsz: std::mem::size_of::<vfio_device_info>() as u32, ..Default::default() };
+    // SAFETY: `dfd` is owned by the live `dev`; `info` is the bindgen vfio_device_info (24 bytes, layout
+    // asserted) with argsz = its size; the kernel writes at most argsz bytes (a capability chain is only
+    // copied when argsz is large enough for it; otherwise only the needed argsz is reported).
     unsafe { ioc::device_get_info(dfd, &mut info) }.map_err(|e| format!("VFIO_DEVICE_GET_INFO: {e}"))?;
     h.device_regions = info.num_regions;
     h.device_irqs = info.num_irqs;
     let region = |idx: u32| -> Result<vfio_region_info, String> {
         let mut ri = vfio_region_info { argsz: std::mem::size_of::<vfio_region_info>() as u32, index: idx, ..Default::default() };
+        // SAFETY: `dfd` is owned by `dev`, which outlives this closure's uses; `ri` is the bindgen
+        // vfio_region_info (32 bytes, layout asserted) with argsz = its size, so the kernel writes at
+        // most argsz bytes (capabilities are only copied when argsz has room for them).
         unsafe { ioc::device_get_region_info(dfd, &mut ri) }.map_err(|e| format!("VFIO_DEVICE_GET_REGION_INFO({idx}): {e}"))?;
         Ok(ri)
     };
@@ -298,11 +407,7 @@ fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> R
         return Err(format!("BAR0 cannot be mmapped (flags 0x{:x}, size {})", bar0.flags, bar0.size));
     }
     let len = bar0.size as usize;
-    let ptr = unsafe {
-        mmap(None, NonZeroUsize::new(len).unwrap(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &dev, bar0.offset as i64)
-    }
-    .map_err(|e| format!("mmap BAR0: {e}"))?;
-    let bar = Bar { ptr, len };
+    let bar = Bar::map(&dev, bar0.offset, NonZeroUsize::new(len).unwrap()).map_err(|e| format!("mmap BAR0: {e}"))?;
     let cap = bar.r64(0);
     let vs = bar.r32(8);
     h.cap = parse_cap(cap);
@@ -311,21 +416,7 @@ fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> R
 
     // DMA: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
     let dlen = 3 * PAGE;
-    let dptr = unsafe {
-        mmap_anonymous(None, NonZeroUsize::new(dlen).unwrap(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE | MapFlags::MAP_ANONYMOUS)
-    }
-    .map_err(|e| format!("mmap DMA buffer: {e}"))?;
-    unsafe { std::ptr::write_bytes(dptr.as_ptr() as *mut u8, 0, dlen) };
-    let mut dma = Dma { container, ptr: dptr, len: dlen, iova: IOVA, mapped: false };
-    let map = vfio_iommu_type1_dma_map {
-        argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
-        flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-        vaddr: dptr.as_ptr() as u64,
-        iova: IOVA,
-        size: dlen as u64,
-    };
-    unsafe { ioc::iommu_map_dma(container.as_raw_fd(), &map) }.map_err(|e| format!("VFIO_IOMMU_MAP_DMA: {e}"))?;
-    dma.mapped = true;
+    let mut dma = Dma::new(container, NonZeroUsize::new(dlen).unwrap(), IOVA)?;
     h.steps.push(format!("DMA buffer of {dlen} bytes mapped at IOVA 0x{IOVA:x}"));
 
     let res = admin_identify(&bar, &dma, h);
@@ -345,6 +436,16 @@ fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> R
 
 fn admin_identify(bar: &Bar, dma: &Dma, h: &mut Handshake) -> Result<(), String> {
     let to = Duration::from_millis(h.cap.timeout_ms.max(500));
+    // The queues live in the DMA buffer: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
+    if dma.len < 3 * PAGE {
+        return Err(format!("DMA buffer of {} bytes is smaller than the 3 pages the admin queues need", dma.len));
+    }
+    // The CQ0 head doorbell sits at 0x1000 + (4 << CAP.DSTRD): DSTRD comes from the device (up to
+    // 15, a 128 KiB stride) while BAR0 is only known to be at least 0x2000 bytes.
+    let stride = 4usize << h.cap.dstrd;
+    if 0x1000 + stride + 4 > bar.len {
+        return Err(format!("CQ0 head doorbell at 0x{:x} (CAP.DSTRD={}) lies outside BAR0 ({} bytes)", 0x1000 + stride, h.cap.dstrd, bar.len));
+    }
     if bar.r32(REG_CC) & 1 == 1 {
         bar.w32(REG_CC, 0);
     }
@@ -359,17 +460,23 @@ fn admin_identify(bar: &Bar, dma: &Dma, h: &mut Handshake) -> Result<(), String>
     h.steps.push("controller enabled".into());
     let sqe = identify_sqe(1, IOVA + 2 * PAGE as u64);
     let base = dma.bytes();
+    // SAFETY: `base` is the page-aligned start of the DMA buffer (>= 3 pages, checked above), mapped
+    // while `dma` is borrowed; the 16 dwords are bytes [0, 64) of page 0 (SQ slot 0): in bounds and
+    // 4-byte aligned. The controller fetches the SQ only after the tail doorbell below, so no race.
     unsafe {
         for (i, d) in sqe.iter().enumerate() {
             std::ptr::write_volatile((base as *mut u32).add(i), *d);
         }
     }
     fence(Ordering::SeqCst);
-    let stride = 4usize << h.cap.dstrd;
     bar.w32(0x1000, 1); // SQ0 tail
+    // SAFETY: PAGE < 3 * PAGE <= dma.len (checked above), so the result stays inside the DMA buffer.
     let cqe = unsafe { base.add(PAGE) as *const u32 };
     let start = Instant::now();
     let dw3 = loop {
+        // SAFETY: CQ slot 0 dword 3 is bytes [PAGE + 12, PAGE + 16) of the live, zero-initialised DMA
+        // buffer: in bounds and 4-byte aligned. Volatile, because the controller writes it by DMA
+        // behind the compiler's back and each poll must really read memory.
         let dw3 = unsafe { std::ptr::read_volatile(cqe.add(3)) };
         if dw3 & (1 << 16) != 0 {
             break dw3;
@@ -385,6 +492,9 @@ fn admin_identify(bar: &Bar, dma: &Dma, h: &mut Handshake) -> Result<(), String>
     if h.identify_status != 0 || (dw3 & 0xffff) != 1 {
         return Err(format!("Identify failed: status 0x{:x}, cid {}", h.identify_status, dw3 & 0xffff));
     }
+    // SAFETY: page 2 is bytes [2 * PAGE, 3 * PAGE) of the DMA buffer (>= 3 pages, checked above), which
+    // is initialised (zeroed at creation) and stays mapped while `dma` is borrowed, i.e. longer than
+    // `data`. Its only writer, the Identify command, has completed (phase bit seen, then the fence).
     let data = unsafe { std::slice::from_raw_parts(base.add(2 * PAGE), PAGE) };
     let id = parse_identify(data, h.cap.mpsmin_bytes);
     h.steps.push(format!("Identify Controller: status 0, model '{}', serial '{}'", id.model, id.serial));
