@@ -40,4 +40,4 @@ bench:
 clean:
 	rm -rf target aether.ko *.o *.mod *.mod.c .*.cmd modules.order Module.symvers \
 	    rust/aether/*.o rust/aether/.*.cmd rust/shim/*.o rust/shim/.*.cmd \
-	    rust/kernel_ext/bindings_generated.rs rust/kernel_ext/.*.cmd
+	    build/kernel_ext rust/kernel_ext/bindings_generated.rs rust/kernel_ext/.*.cmd

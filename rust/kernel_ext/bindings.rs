@@ -2,8 +2,9 @@
 
 //! Raw bindings for headers the 6.12 `kernel` crate does not bind.
 //!
-//! Kbuild generates `bindings_generated.rs` from `bindings_helper.h` with the
-//! kernel's own bindgen flags (see the root `Kbuild`). Nothing outside
+//! Kbuild generates `build/kernel_ext/bindings_generated.rs` from
+//! `bindings_helper.h` with the kernel's own bindgen flags (see the root
+//! `Kbuild`). Nothing outside
 //! `kernel_ext` should name these items.
 
 #![allow(
@@ -24,4 +25,4 @@ type __kernel_size_t = usize;
 type __kernel_ssize_t = isize;
 type __kernel_ptrdiff_t = isize;
 
-include!("bindings_generated.rs");
+include!("../../build/kernel_ext/bindings_generated.rs");
