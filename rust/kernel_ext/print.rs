@@ -4,10 +4,10 @@
 
 use super::bindings;
 
-/// Whether a rate-limited message may be printed now (`printk_ratelimit()`):
-/// refusals of user input are logged through this, so a loop of bad writes
-/// cannot flood the log.
+/// Whether a rate-limited message may be printed now. Refusals of user input
+/// are logged through this, from aether's own budget (the C shim's
+/// `DEFINE_RATELIMIT_STATE`), so a loop of bad writes cannot flood the log.
 pub(crate) fn ratelimit() -> bool {
-    // SAFETY: `__printk_ratelimit` only reads the NUL-terminated name.
-    unsafe { bindings::__printk_ratelimit(kernel::c_str!("aether").as_char_ptr()) != 0 }
+    // SAFETY: `__ratelimit` on a static state, which it locks itself.
+    unsafe { bindings::aether_ratelimit() }
 }

@@ -5,6 +5,7 @@
  * No logic lives here; every callback is Rust.
  */
 #include <linux/module.h>
+#include <linux/ratelimit.h>
 #include "aether_shim.h"
 
 /* Lets device-mapper autoload the module for an "aether" table line. */
@@ -41,6 +42,17 @@ int aether_next_possible_cpu(int cpu)
 	unsigned int next = cpumask_next(cpu, cpu_possible_mask);
 
 	return next < nr_cpu_ids ? (int)next : -1;
+}
+
+/*
+ * aether's own log budget for refusals of user input (10 lines per 5 s), so it
+ * neither floods the log nor shares printk_ratelimit()'s kernel-wide budget.
+ */
+static DEFINE_RATELIMIT_STATE(aether_refusals, 5 * HZ, 10);
+
+bool aether_ratelimit(void)
+{
+	return __ratelimit(&aether_refusals);
 }
 
 /*

@@ -22,6 +22,7 @@ void *aether_alloc_percpu(size_t size, size_t align);
 void *aether_raw_cpu_ptr(void *ptr);
 void *aether_per_cpu_ptr(void *ptr, int cpu);
 int aether_next_possible_cpu(int cpu);
+bool aether_ratelimit(void);
 
 /* debugfs file operations; the callbacks are Rust (kernel_ext/debugfs.rs). */
 extern const struct file_operations aether_debugfs_fops;
