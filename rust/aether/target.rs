@@ -85,8 +85,12 @@ impl DeviceTuning for Shared {
         let s = self.gate.lock().engine.stats();
         write!(w, "enabled{}{}{}", sep, u8::from(self.enabled.load(Relaxed)), end)?;
         write!(w, "streams_created{}{}{}", sep, s.new_streams, end)?;
-        write!(w, "gate_epsilon_eff{}{}{}", sep, s.epsilon_eff, end)?;
-        write!(w, "gate_phi{}{}{}", sep, s.phi, end)?;
+        // Decimals, like the tunables they derive from.
+        write!(w, "gate_epsilon_eff{}", sep)?;
+        tuning::write_q16(i32::try_from(s.epsilon_eff).unwrap_or(i32::MAX), w)?;
+        write!(w, "{}gate_phi{}", end, sep)?;
+        tuning::write_q16(s.phi, w)?;
+        w.write_str(end)?;
         write!(w, "depth_cap{}{}{}", sep, s.depth_cap, end)
     }
 

@@ -106,11 +106,13 @@ pub(crate) fn apply(params: &mut Params, enabled: &mut bool, name: &str, value: 
 pub(crate) fn show(params: &Params, enabled: bool, t: Tunable, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
     match t {
         Tunable::Enabled => write!(w, "{}", u8::from(enabled)),
-        Tunable::Gate(id) => {
-            let mut adapter = FmtAdapter(w);
-            crate::aether_core::format_q16(params.get_q16(id), &mut adapter)
-        }
+        Tunable::Gate(id) => write_q16(params.get_q16(id), w),
     }
+}
+
+/// Writes a Q16.16 value as the decimal the parser reads back exactly.
+pub(crate) fn write_q16(v: i32, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    crate::aether_core::format_q16(v, &mut FmtAdapter(w))
 }
 
 /// Lets the core's generic formatter write into a `dyn Write`.

@@ -240,7 +240,7 @@ t_check "debugfs dir has the 8 tunables, stats and latency_histogram" \
     sh -c "cd $DBG/t0 && for f in $TUNABLES stats latency_histogram; do test -f \$f || exit 1; done"
 t_eq "debugfs modes: tunables 0644, stats/histogram 0444" "-rw-r--r-- x8 -r--r--r-- x2" \
     "$(ls -l $DBG/t0 | awk 'NR > 0 && $1 ~ /^-/ { c[$1]++ } END { printf "-rw-r--r-- x%d -r--r--r-- x%d", c["-rw-r--r--"], c["-r--r--r--"] }')"
-t_eq "status is key=value pairs only" "" "$(dmsetup status t0 | cut -d' ' -f4- | tr ' ' '\n' | grep . | grep -v '^[a-z0-9_]*=[0-9-]*$')"
+t_eq "status is key=value pairs only" "" "$(dmsetup status t0 | cut -d' ' -f4- | tr ' ' '\n' | grep . | grep -v '^[a-z0-9_]*=-\{0,1\}[0-9][0-9.]*$')"
 for k in reads read_bytes writes write_bytes flushes discards gate_open gate_closed enabled; do
     echo " $(dmsetup status t0) " | grep -q " $k=" || missing="$missing $k"
 done
