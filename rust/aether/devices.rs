@@ -21,10 +21,25 @@ use crate::kernel_ext::print::ratelimit;
 use crate::target::Shared;
 use crate::tuning::{DeviceTuning, TuneError, Tunable};
 use core::fmt::Write;
-use kernel::{new_mutex, new_spinlock, prelude::*, sync::{Arc, Mutex, SpinLock}};
+use kernel::{new_mutex, new_spinlock, prelude::*, str::CStr, sync::{Arc, Mutex, SpinLock}};
 
 /// A device name as `dm_copy_name_and_uuid` writes it.
 type NameBuf = [u8; DM_NAME_LEN];
+
+/// `name` as a NUL-padded buffer (names longer than the buffer cannot occur:
+/// device-mapper limits them to `DM_NAME_LEN` with the NUL).
+fn name_buf(name: &CStr) -> NameBuf {
+    let mut buf: NameBuf = [0; DM_NAME_LEN];
+    if let Some(dst) = buf.get_mut(..name.len()) {
+        dst.copy_from_slice(name.as_bytes());
+    }
+    buf
+}
+
+/// Whether `buf` holds exactly `name`.
+fn holds_name(buf: &NameBuf, name: &CStr) -> bool {
+    buf.get(..name.len()) == Some(name.as_bytes()) && buf.get(name.len()) == Some(&0)
+}
 
 /// Forwards the tuning interfaces to the device's live table.
 #[pin_data]
@@ -43,7 +58,7 @@ impl LiveDevice {
         let mut now: NameBuf = [0; DM_NAME_LEN];
         let dir = *self.dir_name.lock();
         if let Some(name) = self.md.name(&mut now) {
-            if dir.get(..name.len()) != Some(name.as_bytes()) || dir.get(name.len()) != Some(&0) {
+            if !holds_name(&dir, name) {
                 if ratelimit() {
                     pr_err!("debugfs directory is stale: the device was renamed to '{}'\n", name.to_str().unwrap_or("?"));
                 }
@@ -111,12 +126,9 @@ impl Registry {
                 *cur = Some(shared.clone());
             }
         } else {
-            let mut name_buf: NameBuf = [0; DM_NAME_LEN];
-            let name = md.name(&mut name_buf);
-            let mut dir_name: NameBuf = [0; DM_NAME_LEN];
-            if let (Some(n), Some(dst)) = (name, dir_name.get_mut(..name.map_or(0, |n| n.len()))) {
-                dst.copy_from_slice(n.as_bytes());
-            }
+            let mut current: NameBuf = [0; DM_NAME_LEN];
+            let name = md.name(&mut current);
+            let dir_name = name.map_or([0; DM_NAME_LEN], name_buf);
             let live = Arc::pin_init(
                 pin_init!(LiveDevice {
                     md,
@@ -157,16 +169,11 @@ impl Registry {
             let mut now: NameBuf = [0; DM_NAME_LEN];
             let Some(name) = e.live.md.name(&mut now) else { continue };
             let dir = *e.live.dir_name.lock();
-            let same = dir.get(..name.len()) == Some(name.as_bytes()) && dir.get(name.len()) == Some(&0);
-            if same || !e.files.is_present() {
+            if holds_name(&dir, name) || !e.files.is_present() {
                 continue;
             }
             if e.files.rename(name).is_ok() {
-                let mut d = e.live.dir_name.lock();
-                *d = [0; DM_NAME_LEN];
-                if let Some(dst) = d.get_mut(..name.len()) {
-                    dst.copy_from_slice(name.as_bytes());
-                }
+                *e.live.dir_name.lock() = name_buf(name);
             } else {
                 pr_warn!("cannot move the debugfs directory of renamed device '{}'\n", name.to_str().unwrap_or("?"));
             }

@@ -221,6 +221,8 @@ impl TargetOperations for AetherTarget {
         let bytes = u64::from(bio.size());
         let sectors = bio.size() >> 9;
         let mut dir = None;
+        // Writes and discards invalidate what the detector knows of a range.
+        let mut overwrites = false;
         match bio.op() {
             BioOp::Read => {
                 s.telemetry.add(Counter::Reads, 1);
@@ -241,18 +243,17 @@ impl TargetOperations for AetherTarget {
                 s.telemetry.add(Counter::Writes, 1);
                 s.telemetry.add(Counter::WriteBytes, bytes);
                 dir = Some(Direction::Write);
-                if s.enabled.load(Relaxed) {
-                    s.gate.lock().engine.on_write(offset, sectors, now as u64);
-                }
+                overwrites = true;
             }
             BioOp::Discard => {
                 s.telemetry.add(Counter::Discards, 1);
-                if s.enabled.load(Relaxed) {
-                    s.gate.lock().engine.on_write(offset, sectors, now as u64);
-                }
+                overwrites = true;
             }
             BioOp::Flush => s.telemetry.add(Counter::Flushes, 1),
             BioOp::Other => s.telemetry.add(Counter::Other, 1),
+        }
+        if overwrites && s.enabled.load(Relaxed) {
+            s.gate.lock().engine.on_write(offset, sectors, now as u64);
         }
         bio.remap(&self.dev, offset);
         (MapResult::Remapped, PerBio { start_ns: now, dir })

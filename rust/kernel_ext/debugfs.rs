@@ -9,6 +9,11 @@
 use super::bindings;
 use kernel::{prelude::*, str::CStr, sync::Arc};
 
+/// Whether a `debugfs_create_*` result is an entry (not NULL or an ERR_PTR).
+fn is_entry(dentry: *mut bindings::dentry) -> bool {
+    !dentry.is_null() && kernel::error::from_err_ptr(dentry).is_ok()
+}
+
 /// An owned debugfs dentry; removed (recursively) when the last handle goes.
 ///
 /// # Invariants
@@ -84,7 +89,7 @@ impl Dir {
         // is null (the debugfs root) or valid by `Entry`'s invariant, and is kept
         // alive by `parent` for the whole call.
         let dentry = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), parent_dentry) };
-        if dentry.is_null() || kernel::error::from_err_ptr(dentry).is_err() {
+        if !is_entry(dentry) {
             return Self { entry: None };
         }
         match Arc::new(Entry { dentry, parent }, GFP_KERNEL) {
@@ -157,11 +162,7 @@ impl Dir {
                 &bindings::aether_debugfs_fops,
             )
         };
-        let dentry = if dentry.is_null() || kernel::error::from_err_ptr(dentry).is_err() {
-            core::ptr::null_mut()
-        } else {
-            dentry
-        };
+        let dentry = if is_entry(dentry) { dentry } else { core::ptr::null_mut() };
         Ok(File { dentry, slot: Some(slot), _dir: Some(dir.clone()) })
     }
 }
