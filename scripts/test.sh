@@ -90,6 +90,7 @@ run_job() {
 }
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
 run_job target --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
+run_job prefetch --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/prefetch-tests.sh"
 
 # aether-part against two NVMe controllers behind an emulated intel-iommu.
 if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log"); then
