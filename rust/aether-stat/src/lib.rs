@@ -261,9 +261,9 @@ pub struct Changes {
     pub disappeared: Vec<String>,
 }
 
-fn pct(num: Option<u64>, den: Option<u64>) -> Option<f64> {
+fn pct(num: Option<f64>, den: Option<f64>) -> Option<f64> {
     match (num, den) {
-        (Some(n), Some(d)) if d > 0 => Some(n as f64 * 100.0 / d as f64),
+        (Some(n), Some(d)) if d > 0.0 => Some(n * 100.0 / d),
         _ => None,
     }
 }
@@ -290,8 +290,9 @@ pub fn compute(prev: &Snapshot, cur: &Snapshot, dt: f64) -> (Vec<Row>, Changes) 
         let (d, reset) = deltas(before, st);
         let get = |k: &str| d.get(k).copied();
         let rate = |k: &str| get(k).map(|v| v as f64 / dt);
-        let demand_blocks = get("read_bytes").map(|b| b.div_ceil(BLOCK_BYTES));
-        let resolved = match (get("prefetch_hits"), get("prefetch_late"), get("prefetch_wasted")) {
+        let getf = |k: &str| get(k).map(|v| v as f64);
+        let demand_blocks = getf("read_bytes").map(|b| b / BLOCK_BYTES as f64);
+        let resolved = match (getf("prefetch_hits"), getf("prefetch_late"), getf("prefetch_wasted")) {
             (Some(h), Some(l), Some(w)) => Some(h + l + w),
             _ => None,
         };
@@ -300,9 +301,9 @@ pub fn compute(prev: &Snapshot, cur: &Snapshot, dt: f64) -> (Vec<Row>, Changes) 
             interval_s: dt,
             reads_per_s: rate("reads"),
             read_mib_per_s: rate("read_bytes").map(|v| v / MIB),
-            hit_pct: pct(get("prefetch_hits"), demand_blocks),
-            late_pct: pct(get("prefetch_late"), demand_blocks),
-            waste_pct: pct(get("prefetch_wasted"), resolved),
+            hit_pct: pct(getf("prefetch_hits"), demand_blocks),
+            late_pct: pct(getf("prefetch_late"), demand_blocks),
+            waste_pct: pct(getf("prefetch_wasted"), resolved),
             prefetch_blocks_per_s: rate("prefetch_issued"),
             prefetch_mib_per_s: rate("prefetch_bytes").map(|v| v / MIB),
             cache_mib: st.gauge("cache_bytes").map(|v| v / MIB),
