@@ -116,6 +116,13 @@ else
     fail 1 "building aether-part - see $out/part-build.log"
 fi
 
+# aether-stat against the real debugfs files (the debug build cargo test made).
+if (cd "$AETHER_ROOT" && cargo build -q -p aether-stat 2>"$out/stat-build.log"); then
+    run_job stat --timeout 300 --bin "$AETHER_ROOT/target/debug/aether-stat" "$AETHER_ROOT/scripts/guest/stat-tests.sh"
+else
+    fail 1 "building aether-stat - see $out/stat-build.log"
+fi
+
 log "make test took $((SECONDS - started))s; logs in $out"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
