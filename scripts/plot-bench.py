@@ -13,7 +13,8 @@ SAMPLES.jsonl), and prints the path of each file written:
     throughput.png        median IOPS ratio to raw per workload and configuration,
                           with the goal of each workload drawn as a dashed line
     prefetch-outcomes.png hit / late / waste % per workload (aether)
-    timeseries.png        IOPS, hit %, phi, eps and depth against time
+    timeseries.png        IOPS, hit % (late %, gate open %), phi, eps and depth
+                          against time
 
 A plot whose data is absent (no workload has prefetch counters, no
 --timeseries) is not written, and a line on stderr says so. Exit status: 0 done;
@@ -68,7 +69,8 @@ lines starting with '#' are skipped:
 
   - a sample: a line of `aether-stat --json` output, i.e. an object with
     "device", "t" (seconds) and any of "reads_per_s", "hit_pct", "late_pct",
-    "phi", "eps", "depth" (null = unknown), usually "unix_time" too;
+    "gate_open_pct", "phi", "eps", "depth" (null = unknown), usually
+    "unix_time" too;
   - a phase marker: {"phase": "random", "unix_time": 1764870000} or
     {"phase": "random", "t": 12.0}: the phase starting then (e.g. printed by the
     job with `date +%s` between its fio runs).
@@ -374,24 +376,32 @@ def load_samples(path, device=None):
 
 
 def plot_timeseries(device, samples, phases, out_png):
-    """Five panels against time: IOPS, hit/late %, phi, eps, depth. Returns the panel names."""
+    """Five panels against time: IOPS, hit % (with late % and gate open %), phi, eps, depth.
+    A series absent from every sample is left out; a panel left empty says so. Returns the panel names."""
     plt = _pyplot()
     t = [num(o["t"]) for o in samples]
-    panels = [("reads_per_s", "IOPS\n(reads/s)", "#4c72b0"), ("hit_pct", "hit %", "#2a9d50"),
+    panels = [("reads_per_s", "IOPS\n(reads/s)", "#4c72b0"), ("hit_pct", "hit % /\ngate open %", "#2a9d50"),
               ("phi", "\u03c6 (rad)", "#8172b3"), ("eps", "\u03b5 eff", "#dd8452"), ("depth", "depth cap", "#555555")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 8.5), dpi=110, sharex=True)
     end = max(t) if t else 0.0
     for ax, (key, label, color) in zip(axes, panels):
-        ys = [num(o.get(key)) for o in samples]
-        ys = [float("nan") if y is None else y for y in ys]
-        ax.plot(t, ys, color=color, linewidth=1.6, marker="o", markersize=2.5)
+        series = [(key, key.replace("_pct", " %"), color, "-")]
         if key == "hit_pct":
-            late = [num(o.get("late_pct")) for o in samples]
-            if any(v is not None for v in late):
-                ax.plot(t, [float("nan") if v is None else v for v in late], color="#f2a541", linewidth=1.2,
-                        label="late %")
-                ax.legend(fontsize=7, loc="upper right")
+            series += [("late_pct", "late %", "#f2a541", "-"), ("gate_open_pct", "gate open %", "#4c72b0", "--")]
             ax.set_ylim(-3, 103)
+        drawn = []
+        for k, name, col, style in series:
+            ys = [num(o.get(k)) for o in samples]
+            if all(y is None for y in ys):
+                continue
+            ax.plot(t, [float("nan") if y is None else y for y in ys], color=col, linestyle=style,
+                    linewidth=1.6 if k == key else 1.2, marker="o" if k == key else None, markersize=2.5, label=name)
+            drawn.append(name)
+        if len(drawn) > 1 or (drawn and drawn[0] != series[0][1]):
+            ax.legend(fontsize=7, loc="upper right", ncol=len(drawn))
+        if series[0][1] not in drawn:
+            ax.text(0.01, 0.9, "no %s in the samples" % key, transform=ax.transAxes, ha="left", va="top",
+                    fontsize=9, color="#666666", bbox=dict(facecolor="white", edgecolor="none", alpha=0.85))
         if key == "depth":
             ax.set_ylim(bottom=0)
         ax.set_ylabel(label, fontsize=9)

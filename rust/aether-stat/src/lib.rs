@@ -234,6 +234,8 @@ pub struct Row {
     pub late_pct: Option<f64>,
     /// Prefetched blocks evicted or invalidated unused, % of prefetched blocks resolved.
     pub waste_pct: Option<f64>,
+    /// Reads the gate decided to prefetch for, % of its decisions: gate_open / (gate_open + gate_closed).
+    pub gate_open_pct: Option<f64>,
     /// Prefetched 4 KiB blocks issued per second.
     pub prefetch_blocks_per_s: Option<f64>,
     /// Prefetch bios' MiB per second read from the lower device.
@@ -304,6 +306,7 @@ pub fn compute(prev: &Snapshot, cur: &Snapshot, dt: f64) -> (Vec<Row>, Changes) 
             hit_pct: pct(getf("prefetch_hits"), demand_blocks),
             late_pct: pct(getf("prefetch_late"), demand_blocks),
             waste_pct: pct(getf("prefetch_wasted"), resolved),
+            gate_open_pct: pct(getf("gate_open"), getf("gate_open").zip(getf("gate_closed")).map(|(o, c)| o + c)),
             prefetch_blocks_per_s: rate("prefetch_issued"),
             prefetch_mib_per_s: rate("prefetch_bytes").map(|v| v / MIB),
             cache_mib: st.gauge("cache_bytes").map(|v| v / MIB),
@@ -440,6 +443,7 @@ mod tests {
         assert_eq!(r.cache_mib, Some(2.0));
         assert_eq!((r.phi, r.eps, r.depth), (Some(0.5), Some(0.5), Some(16.0)));
         assert!(!r.counter_reset && !r.new_device);
+        assert_eq!(r.gate_open_pct, None, "no gate counters in this file");
     }
 
     #[test]
@@ -501,6 +505,7 @@ mod tests {
             hit_pct: Some(99.9),
             late_pct: Some(0.1),
             waste_pct: Some(100.0),
+            gate_open_pct: None,
             prefetch_blocks_per_s: None,
             prefetch_mib_per_s: Some(48.25),
             cache_mib: Some(64.0),

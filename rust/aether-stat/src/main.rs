@@ -30,8 +30,9 @@ disappear are announced on stderr.
 
 --json prints one object per device per interval (JSON lines) with the fields
 t, unix_time, device, interval_s, reads_per_s, read_mib_per_s, hit_pct, late_pct,
-waste_pct, prefetch_blocks_per_s, prefetch_mib_per_s, cache_mib, cache_limit_mib,
-phi, eps, depth, counter_reset, new_device and deltas (every counter's increase).
+waste_pct, gate_open_pct (gate_open / (gate_open + gate_closed), %), prefetch_blocks_per_s,
+prefetch_mib_per_s, cache_mib, cache_limit_mib, phi, eps, depth, counter_reset, new_device
+and deltas (every counter's increase).
 
 Exit status: 0 done (--count reached); 1 I/O error; 2 bad command line;
 3 debugfs not mounted; 4 aether module not loaded (or unloaded while running);

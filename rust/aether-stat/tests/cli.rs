@@ -94,8 +94,8 @@ fn json_lines_carry_every_field() {
     assert_eq!(objs.len(), 2);
     let keys: Vec<&str> = objs[0].as_object().unwrap().keys().map(String::as_str).collect();
     for k in ["t", "unix_time", "device", "interval_s", "reads_per_s", "read_mib_per_s", "hit_pct", "late_pct",
-        "waste_pct", "prefetch_blocks_per_s", "prefetch_mib_per_s", "cache_mib", "cache_limit_mib", "phi", "eps",
-        "depth", "counter_reset", "new_device", "deltas"]
+        "waste_pct", "gate_open_pct", "prefetch_blocks_per_s", "prefetch_mib_per_s", "cache_mib", "cache_limit_mib",
+        "phi", "eps", "depth", "counter_reset", "new_device", "deltas"]
     {
         assert!(keys.contains(&k), "no {k} in {keys:?}");
     }

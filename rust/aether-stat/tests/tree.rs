@@ -77,6 +77,8 @@ fn devices_come_and_go_lines_break_and_counters_reset() {
     assert_eq!(s.cache_limit_mib, Some(64.0));
     assert_eq!(s.phi, Some(-1.25));
     assert_eq!(s.deltas["flushes"], 0, "the well-formed copy of a key is kept");
+    assert_eq!(s.gate_open_pct, None, "the gate made no decision in the interval");
+    assert_eq!(row("resetting").gate_open_pct, Some(100.0 * 4.0 / 104.0));
 
     let n = row("arriving");
     assert!(n.new_device);
