@@ -31,8 +31,10 @@ pub(crate) enum MapResult {
     /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
     #[allow(dead_code)] // Layer API; aether itself never fails a bio.
     Kill,
-    /// Give the bio back to device-mapper to map again later
-    /// (`DM_MAPIO_REQUEUE`).
+    /// Give the bio back to device-mapper (`DM_MAPIO_REQUEUE`). For
+    /// bio-based devices it is mapped again only while a noflush suspend is
+    /// in progress; otherwise device-mapper fails it with an I/O error (6.12
+    /// `dm_handle_requeue`), so it is no way to wait.
     #[allow(dead_code)] // Layer API; aether never needs to requeue.
     Requeue,
 }
