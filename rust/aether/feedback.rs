@@ -82,13 +82,15 @@ impl Feedback {
     /// Moves everything queued into `engine`. Call with the gate lock held.
     pub(crate) fn drain(&self, engine: &mut Engine) {
         self.cpus.for_each_cpu(|cpu| {
-            for slot in cpu.latencies.iter() {
+            // Read before swapping: most slots are empty, and a swap would
+            // take each line away from the CPU that writes it.
+            for slot in cpu.latencies.iter().filter(|s| s.load(Relaxed) != 0) {
                 let v = slot.swap(0, Relaxed);
                 if v & VALID != 0 {
                     engine.record_latency(v & !VALID);
                 }
             }
-            for slot in cpu.events.iter() {
+            for slot in cpu.events.iter().filter(|s| s.load(Relaxed) != 0) {
                 let v = slot.swap(0, Relaxed);
                 if v & VALID != 0 {
                     let (stream, outcome, blocks) = decode(v);

@@ -383,7 +383,7 @@ fn fetch(c: &Cache, first: u64, n: u64, wasted: &mut u32) -> usize {
         }
         c.abort(&run, pages.len());
         run.truncate(pages.len());
-        filled += run.len() - c.fill(&run, &mut pages) as usize;
+        filled += run.len() - c.fill(&run, &mut pages, &mut |_, _, _| {}) as usize;
     }
     filled
 }
@@ -422,7 +422,7 @@ fn cache_fill_fence_and_stale() {
         }
     }
     run.truncate(pages.len());
-    kunit_expect_eq!(c.fill(&run, &mut pages) as usize, run.len());
+    kunit_expect_eq!(c.fill(&run, &mut pages, &mut |_, _, _| {}) as usize, run.len());
     c.fence_end(fence);
     kunit_expect_eq!(c.occupancy().in_flight, 0);
 

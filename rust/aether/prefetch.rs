@@ -37,7 +37,7 @@ impl ReadCompletion for PrefetchRead {
         let s = &self.shared;
         let n = self.run.len() as u64;
         if status.is_ok() {
-            let stale = s.cache.fill(&self.run, &mut pages);
+            let stale = s.cache.fill(&self.run, &mut pages, &mut |st, o, n| s.record_outcome(st, o, n));
             s.telemetry.add(Counter::PrefetchStaleDropped, u64::from(stale));
         } else {
             s.cache.abort(&self.run, 0);

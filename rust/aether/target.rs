@@ -18,7 +18,7 @@ use crate::aether_core::{Engine, Outcome, Params, StreamId};
 use crate::block_cache::{Cache, Served, BLOCKS_PER_MB};
 use crate::devices::{Attachment, Registry};
 use crate::feedback::Feedback;
-use crate::kernel_ext::bio::{Bio, BioOp};
+use crate::kernel_ext::bio::{Bio, BioOp, ParkedBio};
 use crate::kernel_ext::bio_pool::BioPool;
 use crate::kernel_ext::dm::{
     BlkStatus, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
@@ -58,6 +58,9 @@ enum BioKind {
     DeviceRead,
     /// A read served from the cache.
     CacheRead,
+    /// A read parked until its prefetches complete (then served from RAM,
+    /// or sent to the device).
+    ParkedRead,
     /// A write, discard or write-zeroes holding a cache fence.
     Write { fence: FenceId, timed: bool },
 }
@@ -172,7 +175,9 @@ impl DeviceTuning for Shared {
         write!(w, "cache_in_flight_blocks{}{}{}", sep, occ.in_flight, end)?;
         write!(w, "cache_unused_blocks{}{}{}", sep, occ.unused, end)?;
         write!(w, "cache_consumed_blocks{}{}{}", sep, occ.consumed, end)?;
-        write!(w, "writes_in_flight{}{}{}", sep, self.cache.fenced_writes(), end)
+        write!(w, "writes_in_flight{}{}{}", sep, self.cache.fenced_writes(), end)?;
+        write!(w, "reads_parked{}{}{}", sep, self.cache.parked(), end)?;
+        write!(w, "cache_wait_fallbacks{}{}{}", sep, self.cache.wait_fallbacks(), end)
     }
 
     fn write_histograms(&self, w: &mut dyn Write) -> core::fmt::Result {
@@ -270,6 +275,15 @@ fn parse_opt_args(target: &mut Target, args: &[&CStr], cfg: &mut Settings, text:
     Ok(())
 }
 
+impl Drop for AetherTarget {
+    /// Runs inside `dtr`, before the fields go: device-mapper has waited for
+    /// every bio (parked ones included), so only the resubmit worker may
+    /// still be finishing; wait for it, since it runs this module's code.
+    fn drop(&mut self) {
+        self.shared.cache.flush();
+    }
+}
+
 impl AetherTarget {
     /// Runs the stream detector and the gate for a demand read, and issues
     /// the prefetch it decides on. Skipped (and counted) when another CPU
@@ -359,12 +373,17 @@ impl TargetOperations for AetherTarget {
         self.shared.suspended.store(true, Relaxed);
     }
 
+    fn presuspend_undo(&self, _target: &Target) {
+        self.shared.suspended.store(false, Relaxed);
+    }
+
     /// No demand bio is in flight now. Wait for the prefetches, then forget
     /// the cache: while suspended the device may change under us (a reload,
     /// or a tool writing the lower device), and a cache rebuilt from the
     /// next reads costs little.
     fn postsuspend(&self, _target: &Target) {
         self.reads.drain();
+        self.shared.cache.flush();
         self.shared.cache.clear();
     }
 
@@ -391,6 +410,17 @@ impl TargetOperations for AetherTarget {
                     }
                     match s.cache.serve(bio, offset, sectors, &mut sink) {
                         Served::No => {}
+                        Served::Wait(head) => {
+                            // Its prefetches are in flight: wait for them
+                            // rather than read the same blocks again.
+                            if let Some(n) = head {
+                                s.split_at.store(offset + u64::from(n), Relaxed);
+                            }
+                            s.telemetry.add(Counter::CacheReadWaits, 1);
+                            pb.kind = BioKind::ParkedRead;
+                            bio.remap(&self.dev, offset);
+                            return MapResult::Park;
+                        }
                         served => {
                             if let Served::Head(n) = served {
                                 s.split_at.store(offset + u64::from(n), Relaxed);
@@ -427,6 +457,13 @@ impl TargetOperations for AetherTarget {
         MapResult::Remapped
     }
 
+    fn park(&self, _target: &Target, bio: ParkedBio) {
+        let s = &self.shared;
+        // Remapped 1:1: the device sector is the table offset.
+        let (offset, sectors) = (bio.sector(), bio.size() >> 9);
+        s.cache.park(bio, offset, sectors, &mut |st, o, n| s.record_outcome(st, o, n));
+    }
+
     fn end_io(&self, _bio: &Bio, pb: &PerBio, status: BlkStatus) {
         let s = &self.shared;
         let t = &s.telemetry;
@@ -443,7 +480,7 @@ impl TargetOperations for AetherTarget {
                     t.add(Counter::FeedbackDropped, 1);
                 }
             }
-            BioKind::CacheRead => t.record_latency(Direction::Read, ns),
+            BioKind::CacheRead | BioKind::ParkedRead => t.record_latency(Direction::Read, ns),
             BioKind::Write { fence, timed } => {
                 s.cache.fence_end(fence);
                 if !status.is_ok() {

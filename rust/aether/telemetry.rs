@@ -51,6 +51,7 @@ pub(crate) enum Counter {
     PrefetchAllocFailures,
     CacheReadHits,
     CacheInvalidated,
+    CacheReadWaits,
     FeedbackDropped,
 }
 
@@ -80,6 +81,7 @@ impl Counter {
         Counter::PrefetchAllocFailures,
         Counter::CacheReadHits,
         Counter::CacheInvalidated,
+        Counter::CacheReadWaits,
         Counter::FeedbackDropped,
     ];
 
@@ -112,6 +114,8 @@ impl Counter {
             // Demand reads completed from RAM.
             Counter::CacheReadHits => "cache_read_hits",
             Counter::CacheInvalidated => "cache_invalidated",
+            // Demand reads parked until their prefetches in flight completed.
+            Counter::CacheReadWaits => "cache_read_waits",
             Counter::FeedbackDropped => "feedback_dropped",
         }
     }

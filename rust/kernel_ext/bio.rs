@@ -129,3 +129,86 @@ impl Bio {
         }
     }
 }
+
+/// A bio `map` kept (it returned [`super::dm::MapResult::Park`]) to finish
+/// later, already remapped to its lower device: either fill it and end it,
+/// or send it to the device.
+///
+/// # Invariants
+///
+/// `ptr` is a device-mapper clone whose `map` returned `DM_MAPIO_SUBMITTED`,
+/// not yet ended or submitted, and owned by this value alone. Device-mapper
+/// counts it as in flight, so the table (and its devices) outlive it.
+pub(crate) struct ParkedBio {
+    ptr: *mut bindings::bio,
+}
+
+// SAFETY: A bio may be ended or submitted from any CPU.
+unsafe impl Send for ParkedBio {}
+
+impl ParkedBio {
+    /// # Safety
+    ///
+    /// `bio` must be a clone in `map` that will return `DM_MAPIO_SUBMITTED`
+    /// and that nothing else will end or submit.
+    pub(super) unsafe fn from_raw(bio: *mut bindings::bio) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self { ptr: bio }
+    }
+
+    /// First sector on the device it was remapped to.
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: We own the bio (type invariant).
+        unsafe { (*self.ptr).bi_iter.bi_sector }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: We own the bio (type invariant).
+        unsafe { (*self.ptr).bi_iter.bi_size }
+    }
+
+    /// Copies the data from `pages` (starting `offset` bytes into the
+    /// first) and ends the bio successfully. Any context. Gives the bio back
+    /// if the pages do not cover it.
+    pub(crate) fn fill_and_end<'a>(self, pages: impl Iterator<Item = &'a CachePage>, offset: u32) -> Result<(), Self> {
+        // INVARIANT: the borrowed view ends before the bio does.
+        let mut view = Bio { ptr: self.ptr };
+        if view.copy_from_pages(pages, offset).is_err() {
+            return Err(self);
+        }
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: We own the bio (type invariant) and end it once; the
+        // `ManuallyDrop` keeps `Drop` from touching it again.
+        unsafe {
+            (*this.ptr).bi_status = 0;
+            bindings::bio_endio(this.ptr);
+        }
+        Ok(())
+    }
+
+    /// Sends the bio to its (already remapped) device. Process context only:
+    /// submission may sleep. `REQ_NOWAIT` is dropped: the caller waited
+    /// already, and this context may block.
+    pub(crate) fn submit(self) {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: We own the bio (type invariant) and hand it on once.
+        unsafe {
+            (*this.ptr).bi_opf &= !(1u32 << bindings::req_flag_bits___REQ_NOWAIT);
+            bindings::submit_bio_noacct(this.ptr);
+        }
+    }
+}
+
+impl Drop for ParkedBio {
+    /// A parked bio must be filled or submitted; dropping one would hang
+    /// its reader, so it fails instead (and says so).
+    fn drop(&mut self) {
+        kernel::pr_err!("parked read dropped unserved; failing it\n");
+        // SAFETY: We own the bio (type invariant) and end it once.
+        unsafe {
+            (*self.ptr).bi_status = bindings::AETHER_CONST_BLK_STS_IOERR;
+            bindings::bio_endio(self.ptr);
+        }
+    }
+}

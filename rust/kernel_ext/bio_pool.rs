@@ -118,9 +118,19 @@ impl<C: ReadCompletion> BioPool<C> {
             front.write(Front { pool: self.get_ref(), pages, ctx });
             (*bio).bi_iter.bi_sector = sector;
             (*bio).bi_end_io = Some(Self::end_io);
+            let mut added = 0;
             for page in (*front).pages.iter() {
-                // The bio has `n` vectors, one per page, so every add fits.
-                let _ = bindings::bio_add_page(bio, page.as_ptr(), PAGE_BYTES as u32, 0);
+                // The bio has `n` vectors, one per page, so every add fits;
+                // checked anyway: a page left out would be cached unread.
+                if bindings::bio_add_page(bio, page.as_ptr(), PAGE_BYTES as u32, 0) == PAGE_BYTES as i32 {
+                    added += 1;
+                }
+            }
+            if added != n {
+                let front = front.read();
+                bindings::bio_put(bio);
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err((front.pages, front.ctx));
             }
             // INVARIANT: the front is valid and counted in `in_flight`.
             bindings::submit_bio_noacct(bio);

@@ -8,7 +8,7 @@
 //! The trampolines here are the only code that sees raw `dm_target` pointers.
 
 use super::bindings;
-use super::bio::Bio;
+use super::bio::{Bio, ParkedBio};
 use kernel::ffi::{c_char, c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use kernel::{
@@ -28,6 +28,10 @@ pub(crate) enum MapResult {
     /// once `map` has returned (and the per-bio data is complete), then
     /// reports `DM_MAPIO_SUBMITTED`. `end_io` still runs for it.
     Complete(BlkStatus),
+    /// The target keeps the bio to finish later: the layer hands it to
+    /// [`TargetOperations::park`] as a [`ParkedBio`] and reports
+    /// `DM_MAPIO_SUBMITTED`. Remap the bio before returning this.
+    Park,
     /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
     #[allow(dead_code)] // Layer API; aether itself never fails a bio.
     Kill,
@@ -267,6 +271,12 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// leaves in `per_bio` is what `end_io` gets for this bio.
     fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut Self::PerBio) -> MapResult;
 
+    /// Takes a bio `map` returned [`MapResult::Park`] for. It must end up
+    /// filled or submitted (dropping it fails it). By default: submitted.
+    fn park(&self, _target: &Target, bio: ParkedBio) {
+        bio.submit();
+    }
+
     /// Observes a bio's completion (possibly in hard-IRQ context).
     fn end_io(&self, bio: &Bio, per_bio: &Self::PerBio, status: BlkStatus);
 
@@ -275,6 +285,10 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
 
     /// The device is about to suspend; bios may still be mapped. May sleep.
     fn presuspend(&self, _target: &Target) {}
+
+    /// A suspend was abandoned after `presuspend` (a signal, or a file
+    /// system that would not freeze): the device runs on. May sleep.
+    fn presuspend_undo(&self, _target: &Target) {}
 
     /// The device is suspended: no bio is in flight through the target and
     /// none will be mapped until `resume`. Wait here for the target's own
@@ -425,6 +439,14 @@ impl<T: TargetOperations> VTable<T> {
                 }
                 bindings::DM_MAPIO_SUBMITTED as c_int
             }
+            MapResult::Park => {
+                // SAFETY: `map` has returned and holds nothing of the bio;
+                // we report `DM_MAPIO_SUBMITTED` below, so the parked bio is
+                // the only owner.
+                let parked = unsafe { ParkedBio::from_raw(bio) };
+                this.park(&Target { ptr: ti }, parked);
+                bindings::DM_MAPIO_SUBMITTED as c_int
+            }
             MapResult::Kill => bindings::DM_MAPIO_KILL as c_int,
             MapResult::Requeue => bindings::DM_MAPIO_REQUEUE as c_int,
         }
@@ -463,6 +485,15 @@ impl<T: TargetOperations> VTable<T> {
         // SAFETY: `presuspend` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
         this.presuspend(&Target { ptr: ti });
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.presuspend_undo` between `ctr` and `dtr`.
+    unsafe extern "C" fn presuspend_undo(ti: *mut bindings::dm_target) {
+        // SAFETY: `presuspend_undo` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        this.presuspend_undo(&Target { ptr: ti });
     }
 
     /// # Safety
@@ -589,6 +620,7 @@ impl<T: TargetOperations> Registration<T> {
                 iterate_devices: Some(VTable::<T>::iterate_devices),
                 resume: Some(VTable::<T>::resume),
                 presuspend: Some(VTable::<T>::presuspend),
+                presuspend_undo: Some(VTable::<T>::presuspend_undo),
                 postsuspend: Some(VTable::<T>::postsuspend),
                 ..Default::default()
             };

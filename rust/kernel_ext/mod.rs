@@ -18,6 +18,8 @@ pub(crate) mod moduleparam;
 pub(crate) mod page;
 pub(crate) mod percpu;
 pub(crate) mod print;
+pub(crate) mod resubmit;
+pub(crate) mod sched;
 pub(crate) mod shrinker;
 pub(crate) mod sync;
 pub(crate) mod time;

@@ -97,6 +97,11 @@ impl<T> IrqSpinLock<T> {
 
 /// Holds an [`IrqSpinLock`]; unlocks and restores interrupts on drop.
 ///
+/// Nested guards must drop in the reverse order of locking: dropping the
+/// outer one first would turn interrupts back on while the inner lock is
+/// held. aether never nests them (its gate and cache locks are never held
+/// together).
+///
 /// # Invariants
 ///
 /// `lock` is held by this guard, which was created with interrupts saved in

@@ -82,6 +82,11 @@ unsigned long aether_totalram_pages(void)
 	return totalram_pages();
 }
 
+void aether_cond_resched(void)
+{
+	cond_resched();
+}
+
 /*
  * Copies cached pages into a bio's data, starting @offset bytes into
  * pages[0]. bio_for_each_segment is a macro, hence here. False if the bio
@@ -93,6 +98,8 @@ bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsi
 	struct bio_vec bv;
 	struct bvec_iter iter;
 
+	/* A cache block is one page; pages come from lowmem (no __GFP_HIGHMEM). */
+	BUILD_BUG_ON(PAGE_SIZE != 4096);
 	bio_for_each_segment(bv, bio, iter) {
 		unsigned int done = 0;
 		char *dst = bvec_kmap_local(&bv);

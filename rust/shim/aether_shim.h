@@ -33,6 +33,7 @@ struct page *aether_alloc_page(gfp_t gfp);
 void aether_get_page(struct page *page);
 void aether_put_page(struct page *page);
 unsigned long aether_totalram_pages(void);
+void aether_cond_resched(void);
 bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsigned int npages,
 				unsigned int offset);
 

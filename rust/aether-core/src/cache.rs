@@ -127,6 +127,9 @@ pub enum Serve {
         valid_prefix: u32,
         /// Blocks of the range still in flight (now marked late).
         in_flight: u32,
+        /// Leading blocks of the range that are valid or in flight: waiting
+        /// for the reads in flight would serve that much of it.
+        covered: u32,
     },
 }
 
@@ -482,11 +485,24 @@ where
     /// complete). An administrator's decision, not the prefetcher's: no
     /// outcome is reported. Returns how many unused blocks were dropped.
     pub fn clear(&mut self) -> u32 {
+        let mut from = 0;
         let mut unused = 0;
-        for i in 0..self.capacity() {
-            self.release(i, &mut |_, _, n| unused += n);
+        while let Some(next) = self.clear_some(from, u32::MAX, &mut unused) {
+            from = next;
         }
         unused
+    }
+
+    /// [`Self::clear`] in steps: forgets the blocks of up to `count` slots
+    /// from slot `from` (adding dropped unused blocks to `unused`), and
+    /// returns where to go on, or `None` when done. Lets a caller bound how
+    /// long it holds its lock.
+    pub fn clear_some(&mut self, from: u32, count: u32, unused: &mut u32) -> Option<u32> {
+        let end = from.saturating_add(count).min(self.capacity());
+        for i in from..end {
+            self.release(i, &mut |_, _, n| *unused += n);
+        }
+        (end < self.capacity()).then_some(end)
     }
 
     /// Reserves `block` for a prefetch read on behalf of `stream`, evicting
@@ -583,9 +599,18 @@ where
             return Serve::Hit { blocks, first_use: self.take_blocks(first, blocks, sink, take) };
         }
         let mut in_flight = 0;
+        let mut covered = 0;
+        let mut gap = false;
         for k in 0..n as u64 {
             let i = self.find(first.wrapping_add(k));
-            if i == NIL || self.slot(i).state != State::InFlight {
+            if i == NIL {
+                gap = true;
+                continue;
+            }
+            if !gap {
+                covered += 1;
+            }
+            if self.slot(i).state != State::InFlight {
                 continue;
             }
             in_flight += 1;
@@ -596,7 +621,26 @@ where
                 sink(stream, Outcome::Late, 1);
             }
         }
-        Serve::Miss { valid_prefix, in_flight }
+        Serve::Miss { valid_prefix, in_flight, covered }
+    }
+
+    /// Whether every block of `[first, first + n)` is valid (`Some(true)`),
+    /// some is neither valid nor in flight (`Some(false)`: only the device
+    /// has it), or none is missing but some are still in flight (`None`).
+    pub fn range_ready(&self, first: u64, n: u32) -> Option<bool> {
+        let mut in_flight = false;
+        for k in 0..u64::from(n) {
+            match self.find(first.wrapping_add(k)) {
+                NIL => return Some(false),
+                i if self.slot(i).state == State::InFlight => in_flight = true,
+                _ => {}
+            }
+        }
+        if in_flight {
+            None
+        } else {
+            Some(true)
+        }
     }
 
     /// Hands the payloads of the (valid) blocks `[first, first + n)` to
@@ -781,10 +825,10 @@ mod tests {
         fetch(&mut c, &mut ev, 10, 1).unwrap();
         fetch(&mut c, &mut ev, 11, 1).unwrap();
         let (r, got) = read(&mut c, &mut ev, 10, 3);
-        assert_eq!(r, Serve::Miss { valid_prefix: 2, in_flight: 0 });
+        assert_eq!(r, Serve::Miss { valid_prefix: 2, in_flight: 0, covered: 2 });
         assert!(got.is_empty());
         let (r, _) = read(&mut c, &mut ev, 9, 2);
-        assert_eq!(r, Serve::Miss { valid_prefix: 0, in_flight: 0 });
+        assert_eq!(r, Serve::Miss { valid_prefix: 0, in_flight: 0, covered: 0 });
         assert_eq!(c.occupancy().unused, 2, "a miss consumes nothing");
         // With a prefix allowed, the valid head is served, at most `max`.
         let mut got = Vec::new();
@@ -803,10 +847,13 @@ mod tests {
         let mut ev = Events::default();
         let t = c.reserve(5, StreamId(3), &mut |_, _, _| {}).unwrap();
         let (r, _) = read(&mut c, &mut ev, 5, 1);
-        assert_eq!(r, Serve::Miss { valid_prefix: 0, in_flight: 1 });
+        assert_eq!(r, Serve::Miss { valid_prefix: 0, in_flight: 1, covered: 1 });
+        assert_eq!(c.range_ready(5, 1), None);
         let _ = read(&mut c, &mut ev, 5, 1);
         assert_eq!(ev.count(Outcome::Late), 1);
         c.fill(t, 50).unwrap();
+        assert_eq!(c.range_ready(5, 1), Some(true));
+        assert_eq!(c.range_ready(5, 2), Some(false));
         // Filled late: it is consumed, so evicting it is not waste.
         assert_eq!(c.state_of(5), State::Consumed);
         assert_eq!(c.clear(), 0);
