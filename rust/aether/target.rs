@@ -14,7 +14,7 @@ use crate::aether_core::{Engine, Params};
 use crate::devices::{Attachment, Registry};
 use crate::kernel_ext::bio::{Bio, BioOp};
 use crate::kernel_ext::dm::{
-    BlkStatus, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
+    BlkStatus, DevId, DeviceVisitor, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
 };
 use crate::kernel_ext::print::ratelimit;
 use crate::kernel_ext::time::ktime_get_ns;
@@ -45,7 +45,7 @@ pub(crate) struct Gate {
 /// State shared by the target, its debugfs files and its messages.
 ///
 /// Holds no device reference: debugfs readers may keep it alive briefly past
-/// `dtr`, so the `DmDev` lives in [`AetherTarget`] instead.
+/// `dtr`. The device is reached only through the `Target` of a callback.
 #[pin_data]
 pub(crate) struct Shared {
     /// The underlying device as `major:minor`, for `dmsetup table`.
@@ -115,11 +115,11 @@ pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KBox<Engine>> 
 
 /// One `aether` table line. Fields drop in order: leave the device registry
 /// (which may remove the debugfs files, waiting for their readers), then the
-/// shared state, then the device reference, which must go inside `dtr`.
+/// shared state. `kernel_ext::dm` puts the device afterwards, inside `dtr`.
 pub(crate) struct AetherTarget {
     attachment: Attachment,
     shared: Arc<Shared>,
-    dev: DmDev,
+    dev: DevId,
 }
 
 /// Reports a bad table line: one dmesg line naming the problem, and the
@@ -185,14 +185,15 @@ impl TargetOperations for AetherTarget {
         let mut table_args = KVec::new();
         parse_opt_args(target, opt, &mut params, &mut enabled, &mut table_args)?;
 
-        let dev = match DmDev::open(target, path) {
-            Ok(dev) => dev,
+        let dev_id = match target.open_device(path) {
+            Ok(id) => id,
             Err(e) => {
                 pr_err!("cannot open device {}: error {}\n", path.to_str().unwrap_or("?"), e.to_errno());
                 target.set_error(c_str!("Device lookup failed"));
                 return Err(e);
             }
         };
+        let dev = target.device(dev_id).ok_or(ENODEV)?;
         let engine = new_engine(params, dev.sectors())?;
         let mut dev_name = KVec::new();
         dev_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
@@ -207,11 +208,11 @@ impl TargetOperations for AetherTarget {
             GFP_KERNEL,
         )?;
         let attachment = registry.attach(target.mapped_device(), &shared)?;
-        Ok(KBox::pin(Self { attachment, shared, dev }, GFP_KERNEL)?)
+        Ok(KBox::pin(Self { attachment, shared, dev: dev_id }, GFP_KERNEL)?)
     }
 
-    fn resume(&self, _target: &Target) {
-        self.attachment.make_live();
+    fn resume(&self, target: &Target) {
+        self.attachment.make_live(target.mapped_device());
     }
 
     fn map(&self, target: &Target, bio: &mut Bio) -> (MapResult, PerBio) {
@@ -255,8 +256,11 @@ impl TargetOperations for AetherTarget {
         if overwrites && s.enabled.load(Relaxed) {
             s.gate.lock().engine.on_write(offset, sectors, now as u64);
         }
-        bio.remap(&self.dev, offset);
-        (MapResult::Remapped, PerBio { start_ns: now, dir })
+        let per_bio = PerBio { start_ns: now, dir };
+        // `ctr` opened the device for this target, so the lookup cannot fail.
+        let Some(dev) = target.device(self.dev) else { return (MapResult::Kill, per_bio) };
+        bio.remap(dev, offset);
+        (MapResult::Remapped, per_bio)
     }
 
     fn end_io(&self, _bio: &Bio, per_bio: &PerBio, status: BlkStatus) {
@@ -296,6 +300,6 @@ impl TargetOperations for AetherTarget {
     }
 
     fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int {
-        visitor.visit(&self.dev, 0, target.len())
+        target.device(self.dev).map_or(0, |dev| visitor.visit(dev, 0, target.len()))
     }
 }

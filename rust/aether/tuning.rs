@@ -43,8 +43,6 @@ pub(crate) enum TuneError {
     NotBool,
     /// The device has no live table (it is going away).
     Gone,
-    /// The debugfs directory names a device that was renamed since.
-    Renamed,
 }
 
 impl TuneError {
@@ -53,7 +51,6 @@ impl TuneError {
     pub(crate) fn errno(self) -> Error {
         match self {
             TuneError::Gone => ENODEV,
-            TuneError::Renamed => Error::from_errno(-(kernel::bindings::ESTALE as i32)),
             _ => EINVAL,
         }
     }
@@ -64,7 +61,6 @@ impl TuneError {
             TuneError::Value(e) => e.as_str(),
             TuneError::NotBool => "expected 0 or 1",
             TuneError::Gone => "device has no live table",
-            TuneError::Renamed => "the device was renamed; this directory is stale",
         }
     }
 }
