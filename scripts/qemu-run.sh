@@ -17,7 +17,7 @@
 #
 # The guest is a busybox initramfs (see Documentation/testing.rst for why not
 # virtme-ng). It holds busybox, dmsetup and fio (cached, keyed on the binaries),
-# plus a per-run archive with the job, aether.ko (if built), scripts/guest/*
+# plus a per-run archive with the job, aether.ko and aether_test.ko (if built), scripts/guest/*
 # and the --bin/--file extras. Exit status: the job's; 124 when the guest hung
 # and was killed; 125 when it died without reporting (panic, oops=panic).
 set -euo pipefail
@@ -89,7 +89,9 @@ mkdir -p "$st/aether/bin" "$st/aether/guest"
 install -m755 "$job" "$st/aether/job.sh"
 if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$st/aether/job.args"; fi
 cp "$AETHER_ROOT"/scripts/guest/*.sh "$st/aether/guest/"
-[ -f "$AETHER_ROOT/aether.ko" ] && cp "$AETHER_ROOT/aether.ko" "$st/aether/"
+for ko in aether.ko aether_test.ko; do
+    [ -f "$AETHER_ROOT/$ko" ] && cp "$AETHER_ROOT/$ko" "$st/aether/"
+done
 for b in "${bins[@]}"; do stage_bin "$st" "$b" "/aether/bin/$(basename "$b")"; done
 for f in "${files[@]}"; do cp -r "$f" "$st/aether/"; done
 (cd "$st" && find . | cpio -o -H newc --quiet) > "$run/run.cpio"

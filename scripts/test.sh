@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # `make test`: host crate tests, aether.ko's KUnit suites and the integration
-# jobs in QEMU. Ends with one line "N passed, N failed"; exits non-zero when
-# anything failed or did not run.
+# jobs in QEMU. Ends with one line "N passed, N failed, N skipped" (skipped:
+# KUnit cases that reported SKIP); exits non-zero when anything failed or did
+# not run.
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 out=$AETHER_ROOT/build/test
 rm -rf "$out"; mkdir -p "$out"
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 pass() { passed=$((passed + $1)); }
+summary() { echo "$passed passed, $failed failed, $skipped skipped"; }
 fail() { failed=$((failed + $1)); [ -z "${2:-}" ] || log "FAILED: $2"; }
 started=$SECONDS
 
-run_setup || { fail 1 "setup"; echo "$passed passed, $failed failed"; exit 1; }
+run_setup || { fail 1 "setup"; summary; exit 1; }
 
 # 1. Host crates.
 log "cargo test (host crates)"
@@ -39,25 +41,35 @@ if [ "$pn" = 0 ] || { [ "$prc" != 0 ] && [ "$pf" = 0 ]; }; then
 fi
 log "[python] $((pn - pf)) passed, $pf failed"
 
-# 2. aether.ko (builds the cached kernel first if needed).
-if ! "$AETHER_ROOT/scripts/build-module.sh" > "$out/build.log" 2>&1; then
+# 2. aether.ko and aether_test.ko (builds the cached kernel first if needed),
+# from clean, so that the warning check below sees every file compiled.
+if ! "$AETHER_ROOT/scripts/build-module.sh" --clean > "$out/build.log" 2>&1; then
     tail -20 "$out/build.log" >&2
     fail 1 "building aether.ko - see $out/build.log"
-    echo "$passed passed, $failed failed"; exit 1
+    summary; exit 1
 fi
 pass 1
 # Kernel code builds warning-free: rustc lints, objtool (e.g. an unknown
-# noreturn panic path) and modpost. Only what was (re)built is seen here;
-# CI's fresh clone always builds everything.
-if grep -iE '(^|: )warning' "$out/build.log" | grep -v '^\[aether\]' >&2; then
+# noreturn panic path) and modpost. The build must have compiled both crates.
+if ! [ "$(grep -cE '^ +RUSTC \[M\] .*/rust/aether/aether(_test)?_main\.o$' "$out/build.log")" = 2 ]; then
+    fail 1 "the module build did not compile both crates from clean - see $out/build.log"
+elif grep -iE '(^|: )warning' "$out/build.log" | grep -v '^\[aether\]' >&2; then
     fail 1 "aether.ko build printed warnings - see $out/build.log"
+else
+    pass 1
+fi
+# aether.ko carries no test code: it must load on kernels without KUnit.
+if nm -u "$AETHER_ROOT/aether.ko" | grep -i kunit >&2; then
+    fail 1 "aether.ko needs KUnit symbols (above)"
 else
     pass 1
 fi
 ksrc=$("$AETHER_ROOT/scripts/build-kernel.sh" --src)
 
 # Counts a guest job's TAP lines and its KUnit KTAP (parsed by the kernel's own
-# tools/testing/kunit/kunit.py). A job that did not finish counts as a failure.
+# tools/testing/kunit/kunit.py). A job that did not finish, or whose TAP plan
+# (its closing "1..N") is missing or does not match its results, counts as a
+# failure.
 count_job() {
     local name=$1 rc=$2 logf=$3
     local p f tap=$out/$name.tap
@@ -66,32 +78,37 @@ count_job() {
     p=$(grep -c '^ok ' "$tap"); f=$(grep -c '^not ok ' "$tap")
     grep '^not ok ' "$tap" | sed "s/^/[$name] /" >&2
     pass "$p"; fail "$f"
+    local plan
+    plan=$(sed '/^@@KTAP-BEGIN /,/^@@KTAP-END@@$/d' "$logf" | sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' | tail -1)
+    if [ -z "$plan" ]; then fail 1 "$name: no TAP plan (1..N): the job stopped early - see $logf"
+    elif [ "$plan" != $((p + f)) ]; then fail 1 "$name: TAP plan 1..$plan but $((p + f)) results - see $logf"; fi
     local n=0
     while IFS= read -r suite; do
         n=$((n + 1))
         sed -n "/^@@KTAP-BEGIN $suite@@\$/,/^@@KTAP-END@@\$/p" "$logf" | sed '1d;$d' > "$out/$name.$suite.ktap"
         python3 "$ksrc/tools/testing/kunit/kunit.py" parse --json="$out/$name.$suite.json" \
             "$out/$name.$suite.ktap" > "$out/$name.$suite.parsed" 2>&1
-        read -r kp kf < <(python3 - "$out/$name.$suite.json" <<'PY'
+        read -r kp kf ks < <(python3 - "$out/$name.$suite.json" <<'PY'
 import json, sys
 def walk(t):
-    p = f = 0
+    p = f = s = 0
     for c in t.get("test_cases", []):
         if c["status"] == "PASS": p += 1
-        elif c["status"] != "SKIP": f += 1
+        elif c["status"] == "SKIP": s += 1
+        else: f += 1
     for g in t.get("sub_groups", []):
-        gp, gf = walk(g); p += gp; f += gf
-    return p, f
+        gp, gf, gs = walk(g); p += gp; f += gf; s += gs
+    return p, f, s
 try:
-    p, f = walk(json.load(open(sys.argv[1])))
-    print(p, f)
+    p, f, s = walk(json.load(open(sys.argv[1])))
+    print(p, f, s)
 except Exception:
-    print(0, 1)
+    print(0, 1, 0)
 PY
 )
-        log "[$name] KUnit $suite: $kp passed, $kf failed"
+        log "[$name] KUnit $suite: $kp passed, $kf failed, $ks skipped"
         [ "$kf" = 0 ] || sed 's/^/    /' "$out/$name.$suite.parsed" >&2
-        pass "$kp"; fail "$kf"
+        pass "$kp"; fail "$kf"; skipped=$((skipped + ks))
     done < <(sed -n 's/^@@KTAP-BEGIN \(.*\)@@$/\1/p' "$logf")
     if [ "$rc" = 124 ] || [ "$rc" = 125 ]; then fail 1 "$name: guest did not finish (exit $rc) - see $logf"
     elif [ "$rc" != 0 ] && [ "$f" = 0 ]; then fail 1 "$name: job exited $rc"; fi
@@ -125,5 +142,5 @@ else
 fi
 
 log "make test took $((SECONDS - started))s; logs in $out"
-echo "$passed passed, $failed failed"
+summary
 [ "$failed" = 0 ]

@@ -15,10 +15,16 @@
 //! - `tuning.rs`, `debugfs_files.rs`, `params.rs`: debugfs, `dmsetup message`
 //!   and module parameters, all through one parser.
 //! - `../kernel_ext/`: the thin safe layer over C APIs 6.12's `kernel` crate lacks;
-//!   all `unsafe` lives there.
+//!   all `unsafe` lives there, and the compiler holds the rest of the crate to
+//!   it (`deny(unsafe_code)` here, allowed only on `kernel_ext`). Its
+//!   `entry.rs` holds `module!` and the other C entry points.
 //! - `../aether-core/`: the prefetch algorithm, shared unchanged with the host tools.
-//! - `kunit_tests.rs`: KUnit suites that run when the module loads.
+//! - `kunit_tests.rs`: KUnit suites, only in `aether_test.ko` (this crate built
+//!   with `--cfg aether_kunit`; see Kbuild). They run when that module loads.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 #[path = "../kernel_ext/mod.rs"]
 mod kernel_ext;
 
@@ -32,6 +38,7 @@ mod block_cache;
 mod debugfs_files;
 mod devices;
 mod feedback;
+#[cfg(aether_kunit)]
 mod kunit_tests;
 mod module;
 mod params;
@@ -40,13 +47,9 @@ mod target;
 mod telemetry;
 mod tuning;
 
-use kernel::prelude::*;
-use module::AetherModule;
-
-module! {
-    type: AetherModule,
-    name: "aether",
-    author: "aether developers",
-    description: "Adaptive NVMe prefetcher: a device-mapper target with a learned prefetch gate",
-    license: "GPL",
-}
+/// The `pr_*!` macros' prefix, looked up at the crate root; `module!` (in
+/// `kernel_ext::entry`) checks that it matches the module name.
+#[cfg(not(aether_kunit))]
+const __LOG_PREFIX: &[u8] = b"aether\0";
+#[cfg(aether_kunit)]
+const __LOG_PREFIX: &[u8] = b"aether_test\0";

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/sys/kernel/debug/aether/<dm-name>/`: a device's tunables and telemetry.
+//! `/sys/kernel/debug/aether/dm-N/` (and the link `<dm-name>` to it, see
+//! `devices.rs`): a device's tunables and telemetry.
 //!
 //! Writable: `phi`, `epsilon`, `lambda1..3`, `bias`, `learning_rate`, `enabled`.
 //! Read-only: `stats` (`key: value` per line) and `latency_histogram`.
@@ -79,16 +80,6 @@ impl DeviceFiles {
         files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(dev.clone()))?, GFP_KERNEL)?;
         files.push(dir.file(kernel::c_str!("latency_histogram"), false, HistogramFile(dev))?, GFP_KERNEL)?;
         Ok(Self { _files: files, _dir: dir })
-    }
-
-    /// No directory (the device has no name yet).
-    pub(crate) fn absent() -> Self {
-        Self { _files: KVec::new(), _dir: Dir::absent() }
-    }
-
-    /// Renames the directory (the device was renamed).
-    pub(crate) fn rename(&self, name: &CStr) -> Result {
-        self._dir.rename(name)
     }
 
     /// Whether the directory exists in debugfs.

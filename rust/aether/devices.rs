@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One debugfs directory per mapped device, surviving table reloads.
+//! One debugfs directory per mapped device, surviving table reloads and renames.
 //!
 //! device-mapper builds a reloaded table while the old one is still live and
 //! destroys the old one only after `resume` swapped them, so a directory per
@@ -8,16 +8,18 @@
 //! device*: created with its first table, removed with its last, and its files
 //! always act on whichever table is live (switched in `resume`).
 //!
-//! A `dmsetup rename` is not reported to targets. So that a stale directory
-//! never tunes the wrong device, every file operation checks the device's
-//! current name and refuses (`ESTALE`, one log line naming the new name) when
-//! it changed. The directory moves to the new name on the next table load or
-//! resume of any aether device.
+//! The directory is named after the device's disk, `dm-N`, which is fixed for
+//! the device's life: a `dmsetup rename` (which device-mapper does not report to
+//! targets, and 6.12's debugfs has no `debugfs_change_name` for) cannot make it
+//! stale or point it at another device. Next to it, a symbolic link with the
+//! device's `dmsetup` name (`<name> -> dm-N`) is what users open. After a rename
+//! the link keeps the old name, still leading to the same device, until the
+//! next table load or resume of that device moves it; creating a device under
+//! the old name takes the name over at once.
 
 use crate::debugfs_files::DeviceFiles;
-use crate::kernel_ext::debugfs::Dir;
-use crate::kernel_ext::dm::{MappedDevice, DM_NAME_LEN};
-use crate::kernel_ext::print::ratelimit;
+use crate::kernel_ext::debugfs::{Dir, Link};
+use crate::kernel_ext::dm::{DeviceId, MappedDevice, DM_NAME_LEN};
 use crate::target::Shared;
 use crate::tuning::{DeviceTuning, TuneError, Tunable};
 use core::fmt::Write;
@@ -36,35 +38,16 @@ fn name_buf(name: &CStr) -> NameBuf {
     buf
 }
 
-/// Whether `buf` holds exactly `name`.
-fn holds_name(buf: &NameBuf, name: &CStr) -> bool {
-    buf.get(..name.len()) == Some(name.as_bytes()) && buf.get(name.len()) == Some(&0)
-}
-
 /// Forwards the tuning interfaces to the device's live table.
 #[pin_data]
 pub(crate) struct LiveDevice {
-    md: MappedDevice,
-    /// The name the debugfs directory has (empty if there is none).
-    #[pin]
-    dir_name: SpinLock<NameBuf>,
     #[pin]
     current: SpinLock<Option<Arc<Shared>>>,
 }
 
 impl LiveDevice {
-    /// The live table, unless the device was renamed away from this directory.
+    /// The live table.
     fn current(&self) -> Result<Arc<Shared>, TuneError> {
-        let mut now: NameBuf = [0; DM_NAME_LEN];
-        let dir = *self.dir_name.lock();
-        if let Some(name) = self.md.name(&mut now) {
-            if !holds_name(&dir, name) {
-                if ratelimit() {
-                    pr_err!("debugfs directory is stale: the device was renamed to '{}'\n", name.to_str().unwrap_or("?"));
-                }
-                return Err(TuneError::Renamed);
-            }
-        }
         self.current.lock().clone().ok_or(TuneError::Gone)
     }
 }
@@ -91,11 +74,15 @@ impl DeviceTuning for LiveDevice {
 
 /// A mapped device with at least one aether table.
 struct Entry {
-    /// `MappedDevice::id()` of the mapped device.
-    md: usize,
+    md: DeviceId,
     /// Tables of this device that exist (live or being loaded).
     tables: u32,
     live: Arc<LiveDevice>,
+    /// The name link (before `files`: it goes first).
+    link: Link,
+    /// The name `link` has (empty if there is none).
+    link_name: NameBuf,
+    /// `dm-N/` and its files.
     files: DeviceFiles,
 }
 
@@ -116,9 +103,8 @@ impl Registry {
 
     /// Records a new table of device `md`. The device's files act on
     /// `shared` until another table is resumed.
-    pub(crate) fn attach(self: &Arc<Self>, md: MappedDevice, shared: &Arc<Shared>) -> Result<Attachment> {
+    pub(crate) fn attach(self: &Arc<Self>, md: MappedDevice<'_>, shared: &Arc<Shared>) -> Result<Attachment> {
         let mut devices = self.devices.lock();
-        Self::follow_renames(&mut devices);
         if let Some(e) = devices.iter_mut().flatten().find(|e| e.md == md.id()) {
             e.tables = e.tables.saturating_add(1);
             let mut cur = e.live.current.lock();
@@ -126,61 +112,55 @@ impl Registry {
                 *cur = Some(shared.clone());
             }
         } else {
-            let mut current: NameBuf = [0; DM_NAME_LEN];
-            let name = md.name(&mut current);
-            let dir_name = name.map_or([0; DM_NAME_LEN], name_buf);
-            let live = Arc::pin_init(
-                pin_init!(LiveDevice {
-                    md,
-                    dir_name <- new_spinlock!(dir_name, "aether_dir_name"),
-                    current <- new_spinlock!(Some(shared.clone()), "aether_live"),
-                }),
-                GFP_KERNEL,
-            )?;
-            let files = match name {
-                Some(name) => DeviceFiles::new(&self.root, name, live.clone())?,
-                None => DeviceFiles::absent(),
-            };
+            let live = Arc::pin_init(pin_init!(LiveDevice { current <- new_spinlock!(Some(shared.clone()), "aether_live") }), GFP_KERNEL)?;
+            let files = DeviceFiles::new(&self.root, md.disk_name(), live.clone())?;
             if !files.is_present() {
                 pr_warn!("no debugfs directory for this device (debugfs off, or the name is taken)\n");
-                *live.dir_name.lock() = [0; DM_NAME_LEN];
             }
-            let entry = Entry { md: md.id(), tables: 1, live, files };
+            let entry = Entry { md: md.id(), tables: 1, live, link: Link::absent(), link_name: [0; DM_NAME_LEN], files };
             match devices.iter_mut().find(|slot| slot.is_none()) {
                 Some(slot) => *slot = Some(entry),
                 None => devices.push(Some(entry), GFP_KERNEL)?,
             }
         }
+        self.follow_name(&mut devices, md);
         Ok(Attachment { registry: self.clone(), md: md.id(), shared: shared.clone() })
     }
 
     /// Points device `md`'s files at `shared`, its newly live table.
-    pub(crate) fn make_live(&self, md: usize, shared: &Arc<Shared>) {
+    fn make_live(&self, md: MappedDevice<'_>, shared: &Arc<Shared>) {
         let mut devices = self.devices.lock();
-        Self::follow_renames(&mut devices);
-        if let Some(e) = devices.iter().flatten().find(|e| e.md == md) {
+        if let Some(e) = devices.iter().flatten().find(|e| e.md == md.id()) {
             *e.live.current.lock() = Some(shared.clone());
         }
+        self.follow_name(&mut devices, md);
     }
 
-    /// Moves the directory of every renamed device to its current name.
-    fn follow_renames(devices: &mut KVec<Option<Entry>>) {
-        for e in devices.iter_mut().flatten() {
-            let mut now: NameBuf = [0; DM_NAME_LEN];
-            let Some(name) = e.live.md.name(&mut now) else { continue };
-            let dir = *e.live.dir_name.lock();
-            if holds_name(&dir, name) || !e.files.is_present() {
-                continue;
-            }
-            if e.files.rename(name).is_ok() {
-                *e.live.dir_name.lock() = name_buf(name);
-            } else {
-                pr_warn!("cannot move the debugfs directory of renamed device '{}'\n", name.to_str().unwrap_or("?"));
+    /// Points the name link of `md` at its directory under its current name.
+    /// device-mapper names are unique, so a link of that name left by another
+    /// device (renamed since) is stale and goes.
+    fn follow_name(&self, devices: &mut KVec<Option<Entry>>, md: MappedDevice<'_>) {
+        let mut buf: NameBuf = [0; DM_NAME_LEN];
+        let Some(name) = md.name(&mut buf) else { return };
+        let want = name_buf(name);
+        if devices.iter().flatten().any(|e| e.md == md.id() && e.link_name == want && e.link.is_present()) {
+            return;
+        }
+        for e in devices.iter_mut().flatten().filter(|e| e.link_name == want) {
+            e.link = Link::absent();
+            e.link_name = [0; DM_NAME_LEN];
+        }
+        if let Some(e) = devices.iter_mut().flatten().find(|e| e.md == md.id()) {
+            e.link = Link::absent();
+            e.link = self.root.symlink(name, md.disk_name());
+            e.link_name = if e.link.is_present() { want } else { [0; DM_NAME_LEN] };
+            if !e.link.is_present() && e.files.is_present() {
+                pr_warn!("cannot create the debugfs link '{}'\n", name.to_str().unwrap_or("?"));
             }
         }
     }
 
-    fn detach(&self, md: usize, shared: &Arc<Shared>) {
+    fn detach(&self, md: DeviceId, shared: &Arc<Shared>) {
         let mut devices = self.devices.lock();
         let Some(slot) = devices.iter_mut().find(|slot| slot.as_ref().is_some_and(|e| e.md == md)) else {
             return;
@@ -206,14 +186,14 @@ impl Registry {
 /// A table's membership in the [`Registry`]; leaving on drop.
 pub(crate) struct Attachment {
     registry: Arc<Registry>,
-    md: usize,
+    md: DeviceId,
     shared: Arc<Shared>,
 }
 
 impl Attachment {
-    /// This table became the device's live table.
-    pub(crate) fn make_live(&self) {
-        self.registry.make_live(self.md, &self.shared);
+    /// This table became the live table of `md`, its device.
+    pub(crate) fn make_live(&self, md: MappedDevice<'_>) {
+        self.registry.make_live(md, &self.shared);
     }
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! KUnit suites built into aether.ko. They run in the kernel when the module
-//! loads (`make test` boots QEMU for that) and report KTAP.
+//! KUnit suites, built only into aether_test.ko (`cfg(aether_kunit)`, see
+//! Kbuild). They run in the kernel when that module loads (`make test` boots
+//! QEMU for that) and report KTAP.
 //!
 //! - `aether_kernel_ext`: the safe layer (debugfs lifetimes, per-CPU data,
 //!   bounded formatting).
@@ -19,7 +20,7 @@ use crate::target::new_engine;
 use crate::debugfs_files::DeviceFiles;
 use crate::kernel_ext::debugfs::Dir;
 use crate::kernel_ext::fmt::BufWriter;
-use crate::kernel_ext::kunit::{kunit_expect, kunit_expect_eq, kunit_suite};
+use crate::kernel_ext::kunit::{kunit_expect, kunit_expect_eq, kunit_suite, kunit_suites};
 use crate::kernel_ext::percpu::PerCpu;
 use crate::kernel_ext::vfs::TestFile;
 use crate::telemetry::{Counter, Direction, Snapshot, Telemetry, LAT_BUCKETS};
@@ -470,6 +471,8 @@ fn cache_budget_and_shrinker() {
 }
 
 kunit_suite!(aether_cache, [cache_fill_fence_and_stale, cache_budget_and_shrinker]);
+
+kunit_suites!(aether_kernel_ext, aether_tuning, aether_telemetry, aether_core_in_kernel, aether_cache);
 
 /// A formatter over a stack buffer.
 fn buf_writer(raw: &mut [u8]) -> BufWriter<'_> {

@@ -5,12 +5,13 @@
 //! same parser as debugfs and `dmsetup message`; a refused value changes
 //! nothing and logs one line.
 
-use crate::kernel_ext::moduleparam::{module_param_handler, ParamHandler};
+use crate::kernel_ext::moduleparam::ParamHandler;
 use crate::kernel_ext::print::ratelimit;
 use crate::tuning::{self, Tunable, DEFAULTS};
 use kernel::prelude::*;
 
-/// Dispatches the C shim's `module_param_cb()` parameters to [`DEFAULTS`].
+/// Dispatches the C shim's `module_param_cb()` parameters to [`DEFAULTS`]
+/// (through `kernel_ext::entry`).
 pub(crate) struct ModuleParams;
 
 impl ParamHandler for ModuleParams {
@@ -28,5 +29,3 @@ impl ParamHandler for ModuleParams {
         tuning::show(&DEFAULTS.load(), t, out).map_err(|_| EINVAL)
     }
 }
-
-module_param_handler!(ModuleParams);

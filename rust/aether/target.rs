@@ -21,7 +21,7 @@ use crate::feedback::Feedback;
 use crate::kernel_ext::bio::{Bio, BioOp, ParkedBio};
 use crate::kernel_ext::bio_pool::BioPool;
 use crate::kernel_ext::dm::{
-    BlkStatus, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
+    BlkStatus, DevId, DeviceVisitor, DmDev, MapResult, ResultWriter, StatusType, Target, TargetOperations, FEATURE_NOWAIT,
 };
 use crate::kernel_ext::print::ratelimit;
 use crate::kernel_ext::shrinker::{Shrinker, ShrinkerOps};
@@ -77,7 +77,7 @@ pub(crate) struct Gate {
 /// files and its messages.
 ///
 /// Holds no device reference: debugfs readers may keep it alive briefly past
-/// `dtr`, so the `DmDev` lives in [`AetherTarget`] instead.
+/// `dtr`. The device is reached only through the `Target` of a callback.
 #[pin_data]
 pub(crate) struct Shared {
     /// The underlying device as `major:minor`, for `dmsetup table`.
@@ -218,14 +218,14 @@ pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KBox<Engine>> 
 /// One `aether` table line. Fields drop in order: leave the device registry
 /// (which may remove the debugfs files, waiting for their readers), stop the
 /// shrinker, wait for prefetch reads in flight (their completions hold the
-/// shared state), then the shared state, then the device reference, which
-/// must go inside `dtr`.
+/// shared state), then the shared state. `kernel_ext::dm` puts the device
+/// afterwards, inside `dtr`, so it outlives every prefetch read.
 pub(crate) struct AetherTarget {
     attachment: Attachment,
     _shrinker: Shrinker<Shared>,
     reads: Pin<KBox<BioPool<PrefetchRead>>>,
     shared: Arc<Shared>,
-    dev: DmDev,
+    dev: DevId,
 }
 
 /// Reports a bad table line: one dmesg line naming the problem, and the
@@ -288,7 +288,7 @@ impl AetherTarget {
     /// Runs the stream detector and the gate for a demand read, and issues
     /// the prefetch it decides on. Skipped (and counted) when another CPU
     /// holds the gate: waiting would cost every read what only one needs.
-    fn gate_and_prefetch(&self, offset: u64, sectors: u32, now: u64) {
+    fn gate_and_prefetch(&self, dev: &DmDev, offset: u64, sectors: u32, now: u64) {
         let s = &self.shared;
         let Some(mut gate) = s.gate.try_lock() else {
             s.telemetry.add(Counter::GateSkipped, 1);
@@ -308,7 +308,7 @@ impl AetherTarget {
         s.telemetry.add(Counter::GateOpen, 1);
         s.telemetry.add(Counter::GateSectors, d.total_sectors());
         if !s.suspended.load(Relaxed) {
-            prefetch::issue(s, self.reads.as_ref(), &self.dev, &d);
+            prefetch::issue(s, self.reads.as_ref(), dev, &d);
         }
     }
 }
@@ -329,19 +329,22 @@ impl TargetOperations for AetherTarget {
         let mut table_args = KVec::new();
         parse_opt_args(target, opt, &mut cfg, &mut table_args)?;
 
-        let dev = match DmDev::open(target, path) {
-            Ok(dev) => dev,
+        let dev_id = match target.open_device(path) {
+            Ok(id) => id,
             Err(e) => {
                 pr_err!("cannot open device {}: error {}\n", path.to_str().unwrap_or("?"), e.to_errno());
                 target.set_error(c_str!("Device lookup failed"));
                 return Err(e);
             }
         };
+        let dev = target.device(dev_id).ok_or(ENODEV)?;
         // Prefetches stay inside this table's extent, not the whole device.
         let sectors = target.len();
         let engine = new_engine(cfg.params, sectors)?;
         let mut dev_name = KVec::new();
         dev_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
+        let mut shrinker_name = KVec::new();
+        shrinker_name.extend_from_slice(dev.name().as_bytes_with_nul(), GFP_KERNEL)?;
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
                 dev_name,
@@ -358,15 +361,15 @@ impl TargetOperations for AetherTarget {
             GFP_KERNEL,
         )
         .inspect_err(|_| target.set_error(c_str!("Cannot allocate the prefetch cache")))?;
-        let shrinker = Shrinker::register(dev.name(), shared.clone())?;
+        let shrinker = Shrinker::register(CStr::from_bytes_with_nul(&shrinker_name)?, shared.clone())?;
         let reads = KBox::pin_init(BioPool::new(BIO_RESERVE), GFP_KERNEL)?;
         let attachment = registry.attach(target.mapped_device(), &shared)?;
-        Ok(KBox::pin(Self { attachment, _shrinker: shrinker, reads, shared, dev }, GFP_KERNEL)?)
+        Ok(KBox::pin(Self { attachment, _shrinker: shrinker, reads, shared, dev: dev_id }, GFP_KERNEL)?)
     }
 
-    fn resume(&self, _target: &Target) {
+    fn resume(&self, target: &Target) {
         self.shared.suspended.store(false, Relaxed);
-        self.attachment.make_live();
+        self.attachment.make_live(target.mapped_device());
     }
 
     fn presuspend(&self, _target: &Target) {
@@ -389,6 +392,8 @@ impl TargetOperations for AetherTarget {
 
     fn map(&self, target: &Target, bio: &mut Bio, pb: &mut PerBio) -> MapResult {
         let s = &self.shared;
+        // `ctr` opened the device for this target, so the lookup cannot fail.
+        let Some(dev) = target.device(self.dev) else { return MapResult::Kill };
         let now = ktime_get_ns();
         pb.start_ns = now;
         let offset = bio.sector().wrapping_sub(target.begin());
@@ -406,7 +411,7 @@ impl TargetOperations for AetherTarget {
                     // The engine sees every read, hit or not: hits move the
                     // stream on and trigger the next window.
                     if s.enabled.load(Relaxed) && !rest_of_split {
-                        self.gate_and_prefetch(offset, sectors, now as u64);
+                        self.gate_and_prefetch(dev, offset, sectors, now as u64);
                     }
                     match s.cache.serve(bio, offset, sectors, &mut sink) {
                         Served::No => {}
@@ -418,7 +423,7 @@ impl TargetOperations for AetherTarget {
                             }
                             s.telemetry.add(Counter::CacheReadWaits, 1);
                             pb.kind = BioKind::ParkedRead;
-                            bio.remap(&self.dev, offset);
+                            bio.remap(dev, offset);
                             return MapResult::Park;
                         }
                         served => {
@@ -453,7 +458,7 @@ impl TargetOperations for AetherTarget {
             BioOp::Flush => s.telemetry.add(Counter::Flushes, 1),
             BioOp::Other => s.telemetry.add(Counter::Other, 1),
         }
-        bio.remap(&self.dev, offset);
+        bio.remap(dev, offset);
         MapResult::Remapped
     }
 
@@ -521,6 +526,6 @@ impl TargetOperations for AetherTarget {
     }
 
     fn iterate_devices(&self, target: &Target, visitor: &mut DeviceVisitor) -> c_int {
-        visitor.visit(&self.dev, 0, target.len())
+        target.device(self.dev).map_or(0, |dev| visitor.visit(dev, 0, target.len()))
     }
 }

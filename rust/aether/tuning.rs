@@ -71,8 +71,6 @@ pub(crate) enum TuneError {
     NoMemory,
     /// The device has no live table (it is going away).
     Gone,
-    /// The debugfs directory names a device that was renamed since.
-    Renamed,
 }
 
 impl TuneError {
@@ -82,7 +80,6 @@ impl TuneError {
         match self {
             TuneError::Gone => ENODEV,
             TuneError::NoMemory => ENOMEM,
-            TuneError::Renamed => Error::from_errno(-(kernel::bindings::ESTALE as i32)),
             _ => EINVAL,
         }
     }
@@ -95,7 +92,6 @@ impl TuneError {
             TuneError::CacheTooBig => "cache_mb is more than half of RAM",
             TuneError::NoMemory => "no memory for a cache that large",
             TuneError::Gone => "device has no live table",
-            TuneError::Renamed => "the device was renamed; this directory is stale",
         }
     }
 }

@@ -62,20 +62,19 @@ impl Dir {
         }
     }
 
-    /// Renames this directory (within its parent) to `name`.
-    pub(crate) fn rename(&self, name: &CStr) -> Result {
-        let Some(entry) = &self.entry else { return Err(ENOENT) };
-        let Some(parent) = &entry.parent else { return Err(EINVAL) };
-        // SAFETY: Both dentries are valid (`Entry` invariant, and `entry` keeps
-        // `parent` alive); `name` is NUL-terminated. debugfs takes the needed
-        // inode locks; on failure nothing changes.
-        let r = unsafe { bindings::debugfs_rename(parent.dentry, entry.dentry, parent.dentry, name.as_char_ptr()) };
-        kernel::error::from_err_ptr(r).map(|_| ())
-    }
-
-    /// A handle to no directory.
-    pub(crate) fn absent() -> Self {
-        Self { entry: None }
+    /// Creates a symbolic link `name` in this directory pointing to `target`
+    /// (a path relative to this directory). Absent if this directory is, or
+    /// if the name is taken.
+    pub(crate) fn symlink(&self, name: &CStr, target: &CStr) -> Link {
+        let Some(parent) = &self.entry else { return Link { entry: None } };
+        // SAFETY: `name` and `target` are NUL-terminated (debugfs copies
+        // `target`); `parent.dentry` is valid (`Entry` invariant).
+        let dentry = unsafe { bindings::debugfs_create_symlink(name.as_char_ptr(), parent.dentry, target.as_char_ptr()) };
+        if !is_entry(dentry) {
+            return Link { entry: None };
+        }
+        // INVARIANT: `dentry` was just created in `parent`, which we keep alive.
+        Link { entry: Some(Entry { dentry, parent: Some(parent.clone()) }) }
     }
 
     /// Whether the directory exists in debugfs.
@@ -97,6 +96,23 @@ impl Dir {
             // The `Entry` was dropped on the failure path, removing `dentry`.
             Err(_) => Self { entry: None },
         }
+    }
+}
+
+/// Owning handle to a debugfs symbolic link; removed on drop.
+pub(crate) struct Link {
+    entry: Option<Entry>,
+}
+
+impl Link {
+    /// A handle to no link.
+    pub(crate) fn absent() -> Self {
+        Self { entry: None }
+    }
+
+    /// Whether the link exists in debugfs.
+    pub(crate) fn is_present(&self) -> bool {
+        self.entry.is_some()
     }
 }
 

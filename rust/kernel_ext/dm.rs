@@ -11,12 +11,13 @@ use super::bindings;
 use super::bio::{Bio, ParkedBio};
 use kernel::ffi::{c_char, c_int, c_uint, c_void};
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use kernel::{
     error::{to_result, Error},
     init::PinInit,
     prelude::*,
     str::CStr,
-    types::{ForeignOwnable, Opaque},
+    types::Opaque,
     ThisModule,
 };
 
@@ -33,7 +34,6 @@ pub(crate) enum MapResult {
     /// `DM_MAPIO_SUBMITTED`. Remap the bio before returning this.
     Park,
     /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
-    #[allow(dead_code)] // Layer API; aether itself never fails a bio.
     Kill,
     /// Give the bio back to device-mapper (`DM_MAPIO_REQUEUE`). For
     /// bio-based devices it is mapped again only while a noflush suspend is
@@ -77,7 +77,8 @@ impl BlkStatus {
 ///
 /// `ptr` points to the `dm_target` device-mapper passed to the current callback;
 /// it is valid for the callback's duration and, for fields device-mapper leaves
-/// to the target, writable during `ctr`.
+/// to the target, writable during `ctr`. Its `private` points to the target's
+/// [`Devices`] (the first field of its private data after `ctr`).
 pub(crate) struct Target {
     ptr: *mut bindings::dm_target,
 }
@@ -95,11 +96,49 @@ impl Target {
         unsafe { (*self.ptr).len }
     }
 
-    /// The mapped device this table belongs to.
-    pub(crate) fn mapped_device(&self) -> MappedDevice {
+    /// The mapped device this table belongs to, for as long as this borrow.
+    pub(crate) fn mapped_device(&self) -> MappedDevice<'_> {
         // SAFETY: `ptr` and its table are valid by the type invariant.
-        // INVARIANT: the device outlives its tables, and this table exists.
-        MappedDevice { md: unsafe { bindings::dm_table_get_md((*self.ptr).table) } }
+        // INVARIANT: a device outlives its tables, and this table outlives `self`.
+        MappedDevice { md: unsafe { bindings::dm_table_get_md((*self.ptr).table) }, _target: PhantomData }
+    }
+
+    /// Opens `path` (e.g. `/dev/nvme0n1` or `259:0`) with the table's mode, for
+    /// this target; only during `ctr`. The target holds the reference until
+    /// its `dtr`; the returned id finds it again with [`Target::device`].
+    pub(crate) fn open_device(&mut self, path: &CStr) -> Result<DevId> {
+        // SAFETY: During `ctr`, `private` points to the `Devices` the `ctr`
+        // trampoline owns (type invariant), and nothing else accesses it.
+        let devs = unsafe { &mut *(*self.ptr).private.cast::<Devices>() };
+        let slot = devs.devs.iter_mut().position(|d| d.is_null()).ok_or(E2BIG)?;
+        let mut dev = core::ptr::null_mut();
+        // SAFETY: `ptr` is valid during `ctr`; `path` is NUL-terminated; `dev`
+        // is a valid out-pointer.
+        to_result(unsafe {
+            bindings::dm_get_device(self.ptr, path.as_char_ptr(), bindings::dm_table_get_mode((*self.ptr).table), &mut dev)
+        })?;
+        if let Some(d) = devs.devs.get_mut(slot) {
+            // INVARIANT (`Devices`): `dev` was just returned by `dm_get_device` for `ptr`.
+            *d = dev;
+        }
+        Ok(DevId { target: self.ptr as usize, slot })
+    }
+
+    /// The underlying device `id` opened by this target, for as long as this borrow.
+    pub(crate) fn device(&self, id: DevId) -> Option<&DmDev> {
+        if id.target != self.ptr as usize {
+            return None;
+        }
+        // SAFETY: `private` points to the target's `Devices` (type invariant),
+        // which only `open_device` (in `ctr`, with `&mut self`) and the `dtr`
+        // trampoline (after the last callback) modify.
+        let devs = unsafe { &*(*self.ptr).private.cast::<Devices>() };
+        let dev = devs.devs.get(id.slot)?;
+        if dev.is_null() {
+            return None;
+        }
+        // SAFETY: `DmDev` is a transparent wrapper of the pointer.
+        Some(unsafe { &*core::ptr::from_ref(dev).cast::<DmDev>() })
     }
 
     /// Sets the message `dmsetup` shows when `ctr` fails.
@@ -126,36 +165,37 @@ impl Target {
     }
 }
 
-/// A mapped device (`dmsetup create NAME`), by reference.
+/// A mapped device (`dmsetup create NAME`), borrowed from one of its targets
+/// for the duration of a callback; keep [`MappedDevice::id`] to recognise it
+/// later.
 ///
 /// # Invariants
 ///
-/// `md` is a live `mapped_device` for as long as any table of it exists. A
-/// holder must drop this value (or stop using it) before the last table of
-/// the device is destroyed, i.e. by the end of that table's `dtr`.
+/// `md` is the `mapped_device` of the table of a target borrowed for `'a`: it
+/// is live for `'a`, because a device outlives its tables.
 #[derive(Clone, Copy)]
-pub(crate) struct MappedDevice {
+pub(crate) struct MappedDevice<'a> {
     md: *mut bindings::mapped_device,
+    _target: PhantomData<&'a Target>,
 }
 
-// SAFETY: `mapped_device` is shared by device-mapper across threads; we only
-// call functions on it that do their own locking.
-unsafe impl Send for MappedDevice {}
-// SAFETY: See `Send`.
-unsafe impl Sync for MappedDevice {}
+/// Identifies a mapped device; stable across reloads and renames. Only a
+/// value to compare: it gives no access to the device.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeviceId(usize);
 
-impl MappedDevice {
-    /// Identifies the device; stable across reloads and renames.
-    pub(crate) fn id(&self) -> usize {
-        self.md as usize
+impl<'a> MappedDevice<'a> {
+    /// The device's identity, to keep beyond this borrow.
+    pub(crate) fn id(&self) -> DeviceId {
+        DeviceId(self.md as usize)
     }
 
     /// The device's current name, copied into `buf`. May sleep.
-    pub(crate) fn name<'a>(&self, buf: &'a mut [u8; DM_NAME_LEN]) -> Option<&'a CStr> {
+    pub(crate) fn name<'b>(&self, buf: &'b mut [u8; DM_NAME_LEN]) -> Option<&'b CStr> {
         // SAFETY: `md` is live (type invariant); `buf` holds the `DM_NAME_LEN`
         // bytes `strcpy` may write; a null uuid skips the uuid. The call takes
         // `dm_hash_cells_mutex`, which none of aether's callers hold (they run
-        // from table load, resume and debugfs file operations).
+        // from table load and resume).
         let r = unsafe { bindings::dm_copy_name_and_uuid(self.md, buf.as_mut_ptr().cast(), core::ptr::null_mut()) };
         if r != 0 {
             return None;
@@ -163,53 +203,93 @@ impl MappedDevice {
         let len = buf.iter().position(|&b| b == 0)?;
         CStr::from_bytes_with_nul(buf.get(..=len)?).ok().filter(|n| !n.is_empty())
     }
+
+    /// The kernel's name of the device's disk, `dm-N`: fixed from `dmsetup
+    /// create` to `dmsetup remove`, unlike [`MappedDevice::name`].
+    pub(crate) fn disk_name(&self) -> &'a CStr {
+        // SAFETY: `md` is live for `'a` (type invariant), and so is its gendisk,
+        // which device-mapper allocates with it and frees only with it;
+        // `disk_name` is a NUL-terminated array set at creation and never
+        // changed.
+        unsafe { CStr::from_char_ptr((*bindings::dm_disk(self.md)).disk_name.as_ptr()) }
+    }
 }
 
-/// An underlying device opened for a target with `dm_get_device`.
+/// An underlying device a target opened with [`Target::open_device`]. Targets
+/// only ever see it borrowed from a [`Target`] ([`Target::device`]), so it
+/// cannot outlive the target's callbacks; the `dtr` trampoline puts it.
 ///
 /// # Invariants
 ///
-/// `dev` was returned by `dm_get_device` for `target` and has not been put.
-/// The value is dropped only inside the owning target's `ctr` or `dtr`
-/// (it lives in the target's private data, never behind a shared handle):
-/// `dm_put_device` edits `ti->table->devices` without locking, which is only
-/// safe there, and `target` is alive then.
-pub(crate) struct DmDev {
-    dev: *mut bindings::dm_dev,
-    target: *mut bindings::dm_target,
+/// The pointer was returned by `dm_get_device` for the target it was borrowed
+/// from and is held until that target's `dtr`.
+#[repr(transparent)]
+pub(crate) struct DmDev(*mut bindings::dm_dev);
+
+/// Which device of a target: an index checked against the target on use.
+#[derive(Clone, Copy)]
+pub(crate) struct DevId {
+    /// The `dm_target` that opened it, compared only, never dereferenced.
+    target: usize,
+    slot: usize,
 }
 
-// SAFETY: A `dm_dev` is refcounted by device-mapper and read-only after
-// `dm_get_device`, so reading it from any thread is fine. `Drop` is confined to
-// the owning target's `ctr`/`dtr` (type invariant), which device-mapper never
-// runs concurrently with other operations on that table.
-unsafe impl Send for DmDev {}
-// SAFETY: See `Send`.
-unsafe impl Sync for DmDev {}
+/// Most underlying devices one target line may open.
+const MAX_DEVICES: usize = 2;
+
+/// The devices a target opened; put on drop. The first field of the target's
+/// private data, so that [`Target::device`] finds it without knowing `T`.
+///
+/// # Invariants
+///
+/// Every non-null entry was returned by `dm_get_device` for `target` and not
+/// yet put. The value is dropped only by the `ctr` trampoline (on failure) or
+/// the `dtr` trampoline, when `target` is alive and device-mapper runs nothing
+/// else on its table (`dm_put_device` edits the table's device list unlocked).
+#[repr(C)]
+struct Devices {
+    target: *mut bindings::dm_target,
+    devs: [*mut bindings::dm_dev; MAX_DEVICES],
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        for dev in self.devs.iter().rev().filter(|d| !d.is_null()) {
+            // SAFETY: By the type invariant `dev` is held for `target`, which is
+            // alive, and we are in its `ctr` or `dtr`.
+            unsafe { bindings::dm_put_device(self.target, *dev) };
+        }
+    }
+}
+
+/// A target's private data: its devices first (see [`Devices`]), then the
+/// target's own state.
+#[repr(C)]
+struct Private<T> {
+    devs: Devices,
+    this: ManuallyDrop<Pin<KBox<T>>>,
+}
+
+impl<T> Drop for Private<T> {
+    fn drop(&mut self) {
+        // SAFETY: `this` is dropped once, here, and not used afterwards. The
+        // target's state goes before its devices (which `devs` puts right
+        // after), so it may still refer to them while it drops.
+        unsafe { ManuallyDrop::drop(&mut self.this) };
+    }
+}
 
 impl DmDev {
-    /// Opens `path` (e.g. `/dev/nvme0n1` or `259:0`) with the table's mode.
-    pub(crate) fn open(target: &mut Target, path: &CStr) -> Result<Self> {
-        let mut dev = core::ptr::null_mut();
-        // SAFETY: `target.ptr` is valid during `ctr`; `path` is NUL-terminated;
-        // `dev` is a valid out-pointer.
-        to_result(unsafe {
-            bindings::dm_get_device(target.ptr, path.as_char_ptr(), bindings::dm_table_get_mode((*target.ptr).table), &mut dev)
-        })?;
-        // INVARIANT: `dev` was just returned by `dm_get_device` for `target`.
-        Ok(Self { dev, target: target.ptr })
-    }
-
     pub(crate) fn bdev(&self) -> *mut bindings::block_device {
-        // SAFETY: `dev` is valid by the type invariant.
-        unsafe { (*self.dev).bdev }
+        // SAFETY: `self.0` is held by the target (type invariant).
+        unsafe { (*self.0).bdev }
     }
 
     /// The device's name as device-mapper prints it (`major:minor`).
     pub(crate) fn name(&self) -> &CStr {
-        // SAFETY: `dev` is valid by the type invariant and `name` is a
+        // SAFETY: `self.0` is valid by the type invariant and `name` is a
         // NUL-terminated array inside it.
-        unsafe { CStr::from_char_ptr((*self.dev).name.as_ptr()) }
+        unsafe { CStr::from_char_ptr((*self.0).name.as_ptr()) }
     }
 
     /// Whether the device takes `REQ_NOWAIT` bios (fails them rather than
@@ -219,13 +299,6 @@ impl DmDev {
         unsafe { bindings::aether_bdev_nowait(self.bdev()) }
     }
 
-}
-
-impl Drop for DmDev {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant `dev` is held for `target`, which is alive.
-        unsafe { bindings::dm_put_device(self.target, self.dev) };
-    }
 }
 
 /// Writes `dmsetup status`/`table`/`message` output into device-mapper's
@@ -244,8 +317,8 @@ impl DeviceVisitor {
     pub(crate) fn visit(&mut self, dev: &DmDev, start: u64, len: u64) -> c_int {
         match self.callout {
             // SAFETY: device-mapper passed `callout` and `data` together for this
-            // target; `dev.dev` is held by the target (type invariant of `DmDev`).
-            Some(f) => unsafe { f(self.target, dev.dev, start, len, self.data) },
+            // target; `dev.0` is held by a target (type invariant of `DmDev`).
+            Some(f) => unsafe { f(self.target, dev.0, start, len, self.data) },
             None => 0,
         }
     }
@@ -355,9 +428,10 @@ unsafe fn per_bio<T: TargetOperations>(bio: *mut bindings::bio) -> *mut T::PerBi
 /// `ti` must be a target of type `T` whose `ctr` succeeded and whose `dtr` has
 /// not run.
 unsafe fn private<'a, T: TargetOperations>(ti: *mut bindings::dm_target) -> Pin<&'a T> {
-    // SAFETY: `ctr` stored `Pin<KBox<T>>::into_foreign()` in `private`, which
-    // stays there until `dtr` (caller's guarantee).
-    unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) }
+    // SAFETY: `ctr` stored a `KBox<Private<T>>` in `private`, which stays
+    // there until `dtr` (caller's guarantee); we only read it.
+    let p = unsafe { &*(*ti).private.cast::<Private<T>>() };
+    p.this.as_ref()
 }
 
 /// The C callbacks of a `Registration<T>`. Each is only ever called by
@@ -383,18 +457,37 @@ impl<T: TargetOperations> VTable<T> {
             }
         };
         target.setup_passthrough::<T::PerBio>();
+        // INVARIANT (`Devices`, `Target`): `private` points to the devices
+        // while `T::ctr` runs; `open_device` fills them in.
+        let mut devs = Devices { target: ti, devs: [core::ptr::null_mut(); MAX_DEVICES] };
+        // SAFETY: `ti` is valid during `ctr`; `devs` outlives `T::ctr`.
+        unsafe { (*ti).private = core::ptr::from_mut(&mut devs).cast() };
         // SAFETY: `ti->type` came from `dm_get_target_type()`, which found our
         // `tt` on device-mapper's list and took a reference on `tt->module`
         // (this module), so the `Registration<T>` containing `tt` outlives
         // this table.
         let reg = unsafe { &*kernel::container_of!((*ti).type_.cast::<Opaque<bindings::target_type>>(), Registration<T>, tt) };
-        match T::ctr(&reg.ctx, &mut target, args.get(..n).unwrap_or(&[])) {
+        let result = T::ctr(&reg.ctx, &mut target, args.get(..n).unwrap_or(&[]));
+        // SAFETY: `ti` is valid during `ctr`. Nothing may reach `devs` through
+        // `private` any more; on failure device-mapper never calls us again
+        // for this target, and dropping `devs` (here or in `Private`) puts
+        // what `T::ctr` opened, inside `ctr`.
+        unsafe { (*ti).private = core::ptr::null_mut() };
+        let this = match result {
+            Ok(this) => this,
+            Err(e) => {
+                drop(devs);
+                return e.to_errno();
+            }
+        };
+        match KBox::new(Private { devs, this: ManuallyDrop::new(this) }, GFP_KERNEL) {
             Ok(private) => {
                 // SAFETY: `ti` is valid during `ctr`.
-                unsafe { (*ti).private = private.into_foreign() as *mut c_void };
+                unsafe { (*ti).private = KBox::into_raw(private).cast() };
                 0
             }
-            Err(e) => e.to_errno(),
+            // The `Private` was dropped: the target's state, then its devices.
+            Err(e) => Error::from(e).to_errno(),
         }
     }
 
@@ -404,8 +497,10 @@ impl<T: TargetOperations> VTable<T> {
     /// `ctr` succeeded.
     unsafe extern "C" fn dtr(ti: *mut bindings::dm_target) {
         // SAFETY: `ctr` succeeded for this target, so `private` holds our
-        // `into_foreign` pointer; we take it back exactly once.
-        drop(unsafe { <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*ti).private) });
+        // `KBox<Private<T>>`; we take it back exactly once. Dropping it drops
+        // the target's state, then puts its devices, inside `dtr` as
+        // `Devices` requires.
+        drop(unsafe { KBox::from_raw((*ti).private.cast::<Private<T>>()) });
     }
 
     /// # Safety

@@ -29,7 +29,8 @@ impl<'a> BufWriter<'a> {
         Self { buf, len: 0 }
     }
 
-    /// Formats into `buf`.
+    /// Formats into `buf` (only the KUnit suites format into Rust buffers).
+    #[cfg(aether_kunit)]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         if let Some(first) = buf.first_mut() {
             *first = 0;

@@ -7,51 +7,70 @@
 //! ([`PerCpuSafe`]): a CPU's slot is then safe to update from both process and
 //! interrupt context (a bio's `map` and its completion) without disabling
 //! preemption or interrupts, and other CPUs can read it to aggregate. Each CPU
-//! writes only its own slot, so no cache line is shared for writing.
+//! writes only its own slot, so no cache line is shared for writing. Driver
+//! structs get [`PerCpuSafe`] from [`per_cpu_struct!`], which emits no `unsafe`.
 
 use super::bindings;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use kernel::prelude::*;
 
-/// Types that are valid when all bytes are zero and that are safe to share
-/// between contexts: every field is an atomic.
+/// Types that [`PerCpu`] may hold: made only of atomics, so that a CPU's slot
+/// can be updated from process and interrupt context alike (a bio's `map` and
+/// its completion) without disabling either, and be read by other CPUs.
 ///
-/// # Safety
-///
-/// An all-zero bit pattern must be a valid value, and `&Self` must allow
-/// concurrent use from any context (the type is made only of atomics).
-pub(crate) unsafe trait PerCpuSafe: Sync + Send + 'static {}
+/// This is a safe trait: memory safety rests on `Sync + Send` and on [`PerCpu`]
+/// writing [`PerCpuSafe::zero`] into every slot before handing one out, not on
+/// the type's bit patterns. "Only atomics" keeps locks (which an interrupt on
+/// the same CPU could deadlock on) and plain data (torn updates) out.
+pub(crate) trait PerCpuSafe: Sync + Send + Sized + 'static {
+    /// The value every CPU's slot starts with.
+    fn zero() -> Self;
+}
 
-// SAFETY: Atomics are valid at zero and made for shared use.
-unsafe impl PerCpuSafe for AtomicU64 {}
-// SAFETY: As above.
-unsafe impl PerCpuSafe for AtomicI64 {}
-// SAFETY: As above.
-unsafe impl PerCpuSafe for AtomicU32 {}
-// SAFETY: An array of `PerCpuSafe` elements is zero-valid and shareable.
-unsafe impl<T: PerCpuSafe, const N: usize> PerCpuSafe for [T; N] {}
+impl PerCpuSafe for AtomicU64 {
+    fn zero() -> Self {
+        AtomicU64::new(0)
+    }
+}
+
+impl PerCpuSafe for AtomicI64 {
+    fn zero() -> Self {
+        AtomicI64::new(0)
+    }
+}
+
+impl PerCpuSafe for AtomicU32 {
+    fn zero() -> Self {
+        AtomicU32::new(0)
+    }
+}
+
+impl<T: PerCpuSafe, const N: usize> PerCpuSafe for [T; N] {
+    fn zero() -> Self {
+        core::array::from_fn(|_| T::zero())
+    }
+}
 
 /// Declares a struct of atomics usable as [`PerCpu`] data. Every field's type
-/// must itself be [`PerCpuSafe`]; the build fails otherwise.
+/// must itself be [`PerCpuSafe`]; the build fails otherwise. Expands to safe
+/// code only.
 macro_rules! per_cpu_struct {
     ($(#[$m:meta])* $vis:vis struct $name:ident { $($(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
         $vis struct $name { $($(#[$fm])* $fvis $field: $ty),* }
 
-        const _: () = {
-            const fn assert_per_cpu_safe<T: $crate::kernel_ext::percpu::PerCpuSafe>() {}
-            $(assert_per_cpu_safe::<$ty>();)*
-        };
-
-        // SAFETY: Every field is `PerCpuSafe` (checked just above), so the struct
-        // is zero-valid and shareable as a whole.
-        unsafe impl $crate::kernel_ext::percpu::PerCpuSafe for $name {}
+        impl $crate::kernel_ext::percpu::PerCpuSafe for $name {
+            fn zero() -> Self {
+                Self { $($field: <$ty as $crate::kernel_ext::percpu::PerCpuSafe>::zero()),* }
+            }
+        }
     };
 }
 pub(crate) use per_cpu_struct;
 
-/// One `T` per possible CPU, zero-initialised; freed on drop.
+/// One `T` per possible CPU, each starting as [`PerCpuSafe::zero`]; freed on
+/// drop (without running `T`'s destructor, which atomics do not have).
 ///
 /// # Invariants
 ///
@@ -75,8 +94,19 @@ impl<T: PerCpuSafe> PerCpu<T> {
         if ptr.is_null() {
             return Err(ENOMEM);
         }
-        // INVARIANT: per-CPU memory is zeroed, which is a valid `T` (`PerCpuSafe`).
-        Ok(Self { ptr: ptr.cast(), _t: PhantomData })
+        let ptr = ptr.cast::<T>();
+        // SAFETY: Walking the possible-CPU mask has no preconditions.
+        let mut cpu = unsafe { bindings::aether_next_possible_cpu(-1) };
+        while cpu >= 0 {
+            // SAFETY: `cpu` is a possible CPU, so its slot of the fresh
+            // allocation is valid for writes of a `T`, suitably aligned; nothing
+            // else can see the allocation yet.
+            unsafe { bindings::aether_per_cpu_ptr(ptr.cast(), cpu).cast::<T>().write(T::zero()) };
+            // SAFETY: As above.
+            cpu = unsafe { bindings::aether_next_possible_cpu(cpu) };
+        }
+        // INVARIANT: every possible CPU's slot was just written with a valid `T`.
+        Ok(Self { ptr, _t: PhantomData })
     }
 
     /// The slot of the CPU we are running on. If we migrate afterwards we update

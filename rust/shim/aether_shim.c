@@ -8,8 +8,13 @@
 #include <linux/ratelimit.h>
 #include "aether_shim.h"
 
+#ifndef AETHER_KUNIT
 /* Lets device-mapper autoload the module for an "aether" table line. */
 MODULE_ALIAS("dm-aether");
+#else
+/* aether_test.ko (see Kbuild): KUnit suites; taints like any test module. */
+MODULE_INFO(test, "Y");
+#endif
 
 void aether_bio_set_dev(struct bio *bio, struct block_device *bdev)
 {

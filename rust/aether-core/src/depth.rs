@@ -38,6 +38,15 @@ impl Default for Aimd {
 }
 
 impl Aimd {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates AIMD state (inside engines) zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&u32, &u32, &u32) {
+        let Aimd { depth, credit, since_md } = self;
+        (depth, credit, since_md)
+    }
+
     /// A controller at [`DEPTH_INIT`].
     pub const fn new() -> Self {
         Aimd { depth: DEPTH_INIT, credit: 0, since_md: u32::MAX }
@@ -91,6 +100,15 @@ impl Default for LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates histograms (inside engines) zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&[u32; HIST_BUCKETS], &u32) {
+        let LatencyHistogram { buckets, count } = self;
+        (buckets, count)
+    }
+
     /// An empty histogram.
     pub const fn new() -> Self {
         LatencyHistogram { buckets: [0; HIST_BUCKETS], count: 0 }
@@ -175,6 +193,15 @@ impl Default for P99Guard {
 }
 
 impl P99Guard {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates guards (inside engines) zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&LatencyHistogram, &u64, &u64, &u32, &u32) {
+        let P99Guard { hist, baseline_ns, last_p99_ns, cap, trips } = self;
+        (hist, baseline_ns, last_p99_ns, cap, trips)
+    }
+
     /// A guard with the cap at [`DEPTH_MAX`] and no baseline yet.
     pub const fn new() -> Self {
         P99Guard { hist: LatencyHistogram::new(), baseline_ns: 0, last_p99_ns: 0, cap: DEPTH_MAX, trips: 0 }

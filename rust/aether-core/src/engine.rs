@@ -162,6 +162,15 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates engines zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&Gate, &StreamTable, &P99Guard, &u64, &Stats, &u64) {
+        let Engine { gate, table, guard, capacity, stats, lat_ns } = self;
+        (gate, table, guard, capacity, stats, lat_ns)
+    }
+
     /// A fresh engine (no streams, device capacity unknown).
     pub fn new(params: Params) -> Self {
         Engine {

@@ -77,6 +77,15 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates gates (inside engines) zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&Params, &u16, &[i32; N_OBS], &u32, &u32, &u64, &u64) {
+        let Gate { params, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch } = self;
+        (params, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch)
+    }
+
     /// Build a gate from parameters.
     pub fn new(params: Params) -> Self {
         let mut g = Gate {

@@ -491,6 +491,15 @@ pub enum Lookup {
 }
 
 impl StreamTable {
+    /// Every field, by reference, in declaration order. The destructuring has
+    /// no `..`, so a new field does not build until it is listed here too: the
+    /// kernel driver allocates stream tables (inside engines) zero-filled and checks from these types
+    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
+    pub fn fields(&self) -> (&[Stream; STREAM_SLOTS], &[u8; PRED_BUCKETS], &u64, &usize, &u32) {
+        let StreamTable { slots, pred, clock, mru, prior_q16 } = self;
+        (slots, pred, clock, mru, prior_q16)
+    }
+
     /// An empty table.
     pub const fn new() -> Self {
         StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0, prior_q16: 1 << 16 }
