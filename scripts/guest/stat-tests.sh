@@ -19,6 +19,9 @@ expect() { if [ "$RC" = "$1" ]; then t_ok "$2"; else t_fail "$2 (exit $RC, wante
 has() { grep -q "$1" "$2" || { echo "#   no '$1' in $2:"; sed -n '1,8s/^/#   /p' "$2"; return 1; }; }
 # Sum of one counter's deltas over all JSON lines of device $2 in file $3.
 # Waits (up to 10 s) for the text header: aether-stat has taken its first snapshot.
+# Call `fresh` before starting aether-stat in the background, or the previous run's output
+# (still in $O until the background shell truncates it) would end the wait at once.
+fresh() { rm -f $O $E; }
 started() { i=0; while [ ! -s $O ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
 dsum() { grep "\"device\":\"$2\"" "$3" | grep -o "\"$1\":[0-9]*" | awk -F: '{ s += $2 } END { print s + 0 }'; }
 
@@ -82,6 +85,7 @@ t_check "reset while running: flagged, and no negative number anywhere" \
     sh -c "grep -q '\"device\":\"s1\".*\"counter_reset\":true' $O && ! grep -q ':-[0-9]' $O"
 
 # A device removed and one created while it runs.
+fresh
 $AS --interval 1 --count 2 >$O 2>$E &
 pid=$!
 started
@@ -94,6 +98,7 @@ t_check "... s2 announced new" has "aether-stat: device s2 appeared" $E
 t_check "... last report has s0 and s2, not s1" sh -c "tail -2 $O | awk '{ print \$2 }' | tr '\n' ' ' | grep -qx 's0 s2 '"
 
 # rmmod while it runs: exit 4.
+fresh
 $AS --interval 1 --count 5 >$O 2>$E &
 pid=$!
 started

@@ -192,6 +192,10 @@ pub struct Snapshot {
 }
 
 /// Reads `<root>/*/stats`. Subdirectories without a `stats` file are not devices and are skipped.
+///
+/// The module names each directory `dm-N` and adds a symbolic link with the device-mapper name
+/// next to it. A device is read once, through its directory, and reported under its name when
+/// it has a link (the `dm-N` otherwise).
 pub fn read_tree(root: &Path) -> Result<Snapshot, Fatal> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -199,14 +203,29 @@ pub fn read_tree(root: &Path) -> Result<Snapshot, Fatal> {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(Fatal::Permission(root.to_path_buf())),
         Err(e) => return Err(Fatal::Io(root.to_path_buf(), e)),
     };
-    let mut snap = Snapshot::default();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut dirs: Vec<(String, std::path::PathBuf)> = Vec::new();
     for entry in entries {
         // The directory can change under us (devices removed): a failed entry is a vanished one.
         let Ok(entry) = entry else { continue };
-        let path = entry.path().join("stats");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_symlink() {
+            if let Ok(target) = std::fs::read_link(entry.path()) {
+                if let Some(dir) = target.file_name() {
+                    names.insert(dir.to_string_lossy().into_owned(), name);
+                }
+            }
+        } else {
+            dirs.push((name, entry.path()));
+        }
+    }
+    let mut snap = Snapshot::default();
+    for (dir, path) in dirs {
+        let path = path.join("stats");
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let name = entry.file_name().to_string_lossy().into_owned();
+                let name = names.remove(&dir).unwrap_or(dir);
                 snap.devices.insert(name, parse_stats(&String::from_utf8_lossy(&bytes)));
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(Fatal::Permission(path)),

@@ -114,3 +114,21 @@ fn missing_root_tells_debugfs_from_module() {
     fs::create_dir(t.path().join("aether")).unwrap();
     assert!(read_tree(&t.path().join("aether")).unwrap().devices.is_empty());
 }
+
+#[test]
+fn a_device_is_read_once_and_named_by_its_link() {
+    // The module's layout: `dm-N/` directories, and a `<name>` symbolic link beside each.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("aether");
+    dev(&root, "dm-0", FULL);
+    dev(&root, "dm-3", "reads: 5\nread_bytes: 20480\n");
+    std::os::unix::fs::symlink("dm-0", root.join("fast")).unwrap();
+    // A device without a link (renamed to nothing yet) keeps its dm-N name.
+    let s = read_tree(&root).unwrap();
+    assert_eq!(s.devices.keys().collect::<Vec<_>>(), vec!["dm-3", "fast"]);
+    assert_eq!(s.devices["fast"].get("reads"), Some(Value::Int(1000)));
+    // A link whose directory is gone is not a device.
+    fs::remove_dir_all(root.join("dm-0")).unwrap();
+    let s = read_tree(&root).unwrap();
+    assert_eq!(s.devices.keys().collect::<Vec<_>>(), vec!["dm-3"]);
+}
