@@ -455,8 +455,7 @@ fn decide(
     }
     stats.gate_fired = stats.gate_fired.wrapping_add(1);
     let target = s.aimd.depth().min(cap).min(s.win_cap);
-    // Async trigger: top the window up only once half of it is consumed.
-    if s.ahead.saturating_mul(2) > target {
+    if !wants_topup(s.ahead, target, s.size) {
         return d;
     }
     issue(s, d, e, lba, target, capacity, lat_ns, gate.epsilon_eff(), stats)
@@ -484,7 +483,7 @@ fn decide_rule(
     d.probability = 1 << 16;
     stats.gate_fired = stats.gate_fired.wrapping_add(1);
     let target = s.aimd.depth().min(cap).min(s.win_cap);
-    if s.ahead.saturating_mul(2) > target {
+    if !wants_topup(s.ahead, target, s.size) {
         return d;
     }
     let e = GateEval { theta: [0; 3], z: 0, p: 1 << 16, fire: true };
@@ -532,7 +531,7 @@ fn issue(
         .clamp(1, u32::MAX as u64) as u32;
     let target = target.min(by_posterior);
     s.win_cap = window_cap(s.size).min(s.need_cap.max(2));
-    if s.ahead.saturating_mul(2) > target {
+    if !wants_topup(s.ahead, target, s.size) {
         return d;
     }
     let want = target.saturating_sub(s.ahead);
@@ -555,6 +554,20 @@ fn issue(
     stats.sectors = stats.sectors.wrapping_add((count as u64).saturating_mul(size as u64));
     d
 }
+
+/// Async trigger: top the window up once half of it is consumed (the
+/// analogue of readahead's async marker: one prefetch per half window), or
+/// as soon as 64 KiB of it are consumed: with large requests a half-window
+/// trigger would leave half of the lookahead cap unused, and one command
+/// per 64 KiB costs little.
+#[inline(always)]
+fn wants_topup(ahead: u32, target: u32, size: u32) -> bool {
+    let missing = target.saturating_sub(ahead);
+    ahead.saturating_mul(2) <= target || (missing as u64).saturating_mul(size as u64) >= TOPUP_SECTORS
+}
+
+/// See [`wants_topup`]: 64 KiB.
+const TOPUP_SECTORS: u64 = 128;
 
 /// Evaluate the gate for stream `s`, reusing its memo when the features
 /// and the gate epoch are unchanged.

@@ -1,8 +1,12 @@
 //! Device and cache model, the replay loop and the metrics.
 //!
-//! * Device: `queue_depth` parallel servers; a request of `b` bytes that
-//!   starts at `t` completes at `t + latency + b / bandwidth`.  Demand and
-//!   prefetch I/O share the servers (demand is submitted first).
+//! * Device: at most `queue_depth` commands in flight.  Each command costs
+//!   `overhead` of controller time (serialised: many small commands cost
+//!   more than one large one), then the media `latency` (overlapped across
+//!   commands), then its transfer `b / bandwidth` on one data path shared
+//!   by all commands (FIFO): bandwidth spent on prefetching, wasted or
+//!   not, delays later demand reads.  Demand and prefetch I/O share all of
+//!   it (demand is submitted first).
 //! * Cache: 4 KiB blocks, LRU, bounded (`cache_blocks`).  It holds demand
 //!   and prefetched blocks; a prefetched block remembers whether it has
 //!   been used, which policy tag issued it and whether it carries a
@@ -29,22 +33,30 @@ pub struct Config {
     pub cache_blocks: usize,
     /// Think time between closed-loop requests, µs.
     pub think_us: u64,
+    /// Controller time per command, ns (serialised across commands).
+    pub overhead_ns: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { latency_us: 100, bandwidth_mbps: 2000, queue_depth: 32, cache_blocks: 16_384, think_us: 20 }
+        Config { latency_us: 100, bandwidth_mbps: 2000, queue_depth: 32, cache_blocks: 16_384, think_us: 20, overhead_ns: 2_000 }
     }
 }
 
-/// Device: `queue_depth` servers with a fixed latency plus transfer time.
+/// Device: `queue_depth` command slots, a serial controller (`overhead`
+/// per command), overlapped media latency and one shared data path.
 #[derive(Debug, Clone)]
 pub struct Device {
     free_at: Vec<u64>,
+    ctl_free: u64,
+    path_free: u64,
     latency_ns: u64,
+    overhead_ns: u64,
     bandwidth_mbps: u64,
     /// Requests submitted.
     pub requests: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
 }
 
 impl Device {
@@ -52,17 +64,27 @@ impl Device {
     pub fn new(cfg: &Config) -> Self {
         Device {
             free_at: vec![0; cfg.queue_depth.max(1)],
+            ctl_free: 0,
+            path_free: 0,
             latency_ns: cfg.latency_us * 1000,
+            overhead_ns: cfg.overhead_ns,
             bandwidth_mbps: cfg.bandwidth_mbps.max(1),
             requests: 0,
+            bytes: 0,
         }
     }
-    /// Submit `bytes` at `t_ns`; returns the completion time.
+    /// Submit `bytes` at `t_ns` (non-decreasing across calls); returns the
+    /// completion time.
     pub fn submit(&mut self, t_ns: u64, bytes: u64) -> u64 {
         self.requests += 1;
+        self.bytes += bytes;
         let (idx, free) = self.free_at.iter().copied().enumerate().min_by_key(|&(_, f)| f).unwrap_or((0, 0));
         let start = t_ns.max(free);
-        let done = start + self.latency_ns + bytes.saturating_mul(1000) / self.bandwidth_mbps;
+        let cmd = start.max(self.ctl_free) + self.overhead_ns;
+        self.ctl_free = cmd;
+        let tx = (cmd + self.latency_ns).max(self.path_free);
+        let done = tx + bytes.saturating_mul(1000) / self.bandwidth_mbps;
+        self.path_free = done;
         self.free_at[idx] = done;
         done
     }
@@ -81,6 +103,8 @@ pub struct Entry {
     pub tag: u32,
     /// Readahead marker (`PG_readahead`).
     pub marker: bool,
+    /// Gets one second chance at the LRU end while unused (AMP).
+    pub chance: bool,
     stamp: u64,
 }
 
@@ -126,7 +150,9 @@ impl Cache {
         }
         self.compact();
     }
-    /// Insert a block; returns the evicted entries.
+    /// Insert a block; returns the evicted entries.  An unused block with
+    /// a second chance is moved to the MRU end once instead (and returned
+    /// with `chance` still set, for the policy to hear about it).
     fn insert(&mut self, block: u64, mut e: Entry, evicted: &mut Vec<(u64, Entry)>) {
         self.clock += 1;
         e.stamp = self.clock;
@@ -135,7 +161,17 @@ impl Cache {
         while self.map.len() > self.cap {
             let Some((b, s)) = self.lru.pop_front() else { break };
             if self.map.get(&b).map(|x| x.stamp) == Some(s) {
-                if let Some(old) = self.map.remove(&b) {
+                let again = self.map.get(&b).is_some_and(|x| x.chance && x.prefetched && !x.used);
+                if again {
+                    self.clock += 1;
+                    let c = self.clock;
+                    if let Some(x) = self.map.get_mut(&b) {
+                        x.chance = false;
+                        x.stamp = c;
+                        evicted.push((b, Entry { chance: true, ..*x }));
+                    }
+                    self.lru.push_back((b, c));
+                } else if let Some(old) = self.map.remove(&b) {
                     evicted.push((b, old));
                 }
             }
@@ -208,6 +244,7 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
     let mut cache = Cache::new(cfg.cache_blocks);
     let mut evicted = Vec::new();
     let mut pf: Vec<Prefetch> = Vec::new();
+    let mut markers: Vec<u64> = Vec::new();
     let mut lat: Vec<u64> = Vec::new();
     let (mut demand_blocks, mut demand_reads, mut read_requests) = (0u64, 0u64, 0u64);
     let (mut prefetched, mut used, mut timely, mut resident) = (0u64, 0u64, 0u64, 0u64);
@@ -216,7 +253,9 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
 
     let waste_fb = |policy: &mut dyn Policy, ev: &mut Vec<(u64, Entry)>| {
         for (b, e) in ev.drain(..) {
-            if e.prefetched && !e.used {
+            if e.chance {
+                policy.on_second_chance(e.tag, b);
+            } else if e.prefetched && !e.used {
                 policy.on_feedback(e.tag, b, Outcome::Wasted);
             }
         }
@@ -259,7 +298,7 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                 let n = last - first + 1;
                 demand_blocks += n;
                 let mut first_miss = None;
-                let mut marker = None;
+                markers.clear();
                 for b in first..=last {
                     match cache.get_mut(b) {
                         None => {
@@ -268,8 +307,8 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                             }
                         }
                         Some(e) => {
-                            if e.marker && marker.is_none() {
-                                marker = Some(b);
+                            if e.marker {
+                                markers.push(b);
                                 e.marker = false;
                             }
                         }
@@ -277,7 +316,18 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                 }
                 pf.clear();
                 {
-                    let ctx = ReadCtx { now_ns: t, lba: r.lba, sectors: r.sectors, first, last, first_miss, marker, cache: &cache };
+                    let marker = markers.first().copied();
+                    let ctx = ReadCtx {
+                        now_ns: t,
+                        lba: r.lba,
+                        sectors: r.sectors,
+                        first,
+                        last,
+                        first_miss,
+                        marker,
+                        markers: &markers,
+                        cache: &cache,
+                    };
                     policy.on_read(&ctx, &mut pf);
                 }
                 // Demand: hits first (accounting), then one device read per missing run.
@@ -298,7 +348,7 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                             // a foreground read that reached the device.
                             policy.on_latency(d - t);
                             for x in s..b {
-                                let e = Entry { ready_ns: d, prefetched: false, used: false, tag: 0, marker: false, stamp: 0 };
+                                let e = Entry { ready_ns: d, prefetched: false, used: false, tag: 0, marker: false, chance: false, stamp: 0 };
                                 cache.insert(x, e, &mut evicted);
                             }
                             done = done.max(d);
@@ -347,6 +397,7 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                                     used: false,
                                     tag: p.tag,
                                     marker: p.marker == Some(y),
+                                    chance: p.chance_last && y + 1 == end,
                                     stamp: 0,
                                 };
                                 cache.insert(y, e, &mut evicted);
@@ -363,6 +414,7 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
                 let l = done - t;
                 lat.push(l);
                 prev_done = done;
+                policy.end_request();
             }
         }
     }

@@ -28,7 +28,7 @@ fn reqs(csv: &str) -> Vec<Req> {
 fn metrics_follow_the_definitions() {
     // Read block 0, prefetch blocks 1..=4; read 1 and 2 later; write 3; never touch 4.
     let t = reqs("ts_us,op,lba,sectors\n0,R,0,8\n1000,R,8,8\n1001,R,16,8\n1002,W,24,8\n");
-    let mut p = Scripted(vec![Prefetch { block: 1, nblocks: 4, tag: 7, marker: None }], vec![]);
+    let mut p = Scripted(vec![Prefetch { block: 1, nblocks: 4, tag: 7, marker: None, chance_last: false }], vec![]);
     let m = run("t", &t, &mut p, &Config::default());
     assert_eq!(m.demand_blocks, 3);
     assert_eq!(m.prefetched_blocks, 4);
@@ -47,7 +47,7 @@ fn metrics_follow_the_definitions() {
 fn late_hits_are_not_timely() {
     // Second read 10 us after the first: the prefetch (100 us latency) is in flight.
     let t = reqs("ts_us,op,lba,sectors\n0,R,0,8\n10,R,8,8\n");
-    let mut p = Scripted(vec![Prefetch { block: 1, nblocks: 1, tag: 1, marker: None }], vec![]);
+    let mut p = Scripted(vec![Prefetch { block: 1, nblocks: 1, tag: 1, marker: None, chance_last: false }], vec![]);
     let m = run("t", &t, &mut p, &Config::default());
     assert_eq!(m.used_blocks, 1);
     assert_eq!(m.timeliness, 0.0);
@@ -58,7 +58,7 @@ fn late_hits_are_not_timely() {
 #[test]
 fn eviction_reports_waste() {
     let t = reqs("ts_us,op,lba,sectors\n0,R,0,8\n1000,R,800,8\n");
-    let mut p = Scripted(vec![Prefetch { block: 10, nblocks: 8, tag: 3, marker: None }], vec![]);
+    let mut p = Scripted(vec![Prefetch { block: 10, nblocks: 8, tag: 3, marker: None, chance_last: false }], vec![]);
     let cfg = Config { cache_blocks: 4, ..Config::default() };
     let m = run("t", &t, &mut p, &cfg);
     assert_eq!(m.used_blocks, 0);
