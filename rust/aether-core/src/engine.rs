@@ -285,6 +285,16 @@ impl Engine {
         s.young_sample = u32::MAX;
         let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, self.lat_ns, rule_k, &mut self.stats);
         self.table.note_prediction(slot, pred);
+        if d.prefetch {
+            // Everything prefetched lies between this read and the far end
+            // of the new extents (in the stream's direction).
+            let far = d.extent(d.count.saturating_sub(1)).map(|(s, n)| (s, s.saturating_add(n as u64)));
+            if let Some((fs, fe)) = far {
+                let here = lba.saturating_add(sectors as u64);
+                let (lo, hi) = if d.stride > 0 { (lba, fe) } else { (fs, here.max(fe)) };
+                self.table.set_window(slot, lo, hi);
+            }
+        }
         if moved {
             self.table.index_region(slot);
         }
@@ -300,9 +310,9 @@ impl Engine {
         self.stats.writes = self.stats.writes.wrapping_add(1);
         let w_lo = lba;
         let w_hi = lba.saturating_add((sectors as u64).max(1));
-        for s in self.table.iter_mut() {
+        self.table.for_windows_overlapping(w_lo, w_hi, |s| {
             if !s.valid || s.ahead == 0 || s.stride == 0 {
-                continue;
+                return true;
             }
             let span = (s.ahead as i64).saturating_mul(s.stride);
             let (lo, hi) = if s.stride > 0 {
@@ -318,8 +328,10 @@ impl Engine {
             };
             if w_lo < hi && lo < w_hi {
                 s.ahead = 0;
+                return true;
             }
-        }
+            false
+        });
     }
 
     /// Report what happened to one prefetched block (4 KiB) of stream
@@ -963,7 +975,7 @@ mod tests {
         e.on_feedback_blocks(id, Outcome::Late, 16);
         assert_eq!(e.stream(id).unwrap().aimd.depth(), d0 + 1);
         e.on_feedback_blocks(id, Outcome::Wasted, 16);
-        assert_eq!(e.stream(id).unwrap().aimd.depth(), (d0 + 1) / 2);
+        assert_eq!(e.stream(id).unwrap().aimd.depth(), (d0 + 1) >> 1);
         let st = e.stats();
         assert_eq!((st.late, st.wasted), (16, 16));
         // blocks = 0 is a no-op, stale ids only count

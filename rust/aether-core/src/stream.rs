@@ -492,6 +492,11 @@ pub struct StreamTable {
     regions: [[u8; REGION_WAYS]; REGION_BUCKETS],
     lru_prev: [u8; STREAM_SLOTS],
     lru_next: [u8; STREAM_SLOTS],
+    /// Conservative sector span `[lo, hi)` of each stream's prefetched
+    /// window (set when a window is issued), so that a write scans two
+    /// dense arrays instead of every slot.
+    win_lo: [u64; STREAM_SLOTS],
+    win_hi: [u64; STREAM_SLOTS],
     head: u8,
     tail: u8,
     clock: u64,
@@ -526,6 +531,8 @@ impl StreamTable {
             regions: [[NO_SLOT; REGION_WAYS]; REGION_BUCKETS],
             lru_prev: [0; STREAM_SLOTS],
             lru_next: [0; STREAM_SLOTS],
+            win_lo: [0; STREAM_SLOTS],
+            win_hi: [0; STREAM_SLOTS],
             head: 0,
             tail: 0,
             clock: 0,
@@ -546,6 +553,12 @@ impl StreamTable {
         }
         for b in self.regions.iter_mut() {
             *b = [NO_SLOT; REGION_WAYS];
+        }
+        for x in self.win_lo.iter_mut() {
+            *x = 0;
+        }
+        for x in self.win_hi.iter_mut() {
+            *x = 0;
         }
         // LRU list 0 -> 1 -> ... -> N-1 (head 0, tail N-1).
         for i in 0..STREAM_SLOTS {
@@ -618,6 +631,30 @@ impl StreamTable {
     pub fn note_prediction(&mut self, slot: usize, pred: u64) {
         if let Some(p) = self.pred.get_mut(pred_bucket(pred)) {
             *p = slot as u8;
+        }
+    }
+
+    /// Record the span `[lo, hi)` of the window of the stream in `slot`.
+    #[inline]
+    pub fn set_window(&mut self, slot: usize, lo: u64, hi: u64) {
+        if let (Some(l), Some(h)) = (self.win_lo.get_mut(slot), self.win_hi.get_mut(slot)) {
+            *l = lo;
+            *h = hi;
+        }
+    }
+
+    /// Call `f` for every stream whose recorded window span overlaps
+    /// `[lo, hi)`; the span is forgotten when `f` returns true.
+    pub fn for_windows_overlapping(&mut self, lo: u64, hi: u64, mut f: impl FnMut(&mut Stream) -> bool) {
+        for i in 0..STREAM_SLOTS {
+            let (Some(&l), Some(&h)) = (self.win_lo.get(i), self.win_hi.get(i)) else { break };
+            if l < hi && lo < h {
+                if let Some(s) = self.slots.get_mut(i) {
+                    if f(s) {
+                        self.set_window(i, 0, 0);
+                    }
+                }
+            }
         }
     }
 

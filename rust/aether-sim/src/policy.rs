@@ -520,10 +520,8 @@ impl Policy for Amp {
         if !s.active {
             s.active = true;
             Self::issue(s, id, out);
-        } else if last >= s.trigger || ctx.first_miss.is_some() {
-            if s.pf_end <= last + LOOKAHEAD_BLOCKS {
-                Self::issue(s, id, out);
-            }
+        } else if (last >= s.trigger || ctx.first_miss.is_some()) && s.pf_end <= last + LOOKAHEAD_BLOCKS {
+            Self::issue(s, id, out);
         }
     }
     fn on_feedback(&mut self, tag: u32, block: u64, outcome: Outcome) {
