@@ -274,6 +274,7 @@ impl Engine {
         let capacity = self.capacity;
         let epoch = self.gate.epoch();
         let rule_k = self.rule_k;
+        let seq_start = self.table.seq_start_q16();
         let Some(s) = self.table.slot_mut(slot) else {
             return Decision::default();
         };
@@ -283,7 +284,9 @@ impl Engine {
         let moved = StreamTable::region_of(s.last) != region;
         let young = s.young_sample;
         s.young_sample = u32::MAX;
-        let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, self.lat_ns, rule_k, &mut self.stats);
+        let seq = s.seq_sample;
+        s.seq_sample = 0;
+        let d = decide(s, slot, lba, on_trend, &self.gate, epoch, cap, capacity, self.lat_ns, rule_k, seq_start, &mut self.stats);
         self.table.note_prediction(slot, pred);
         if d.prefetch {
             // Everything prefetched lies between this read and the far end
@@ -300,6 +303,9 @@ impl Engine {
         }
         if young != u32::MAX {
             self.table.note_young_sample(young);
+        }
+        if seq != 0 {
+            self.table.note_seq_sample(seq == 1);
         }
         d
     }
@@ -441,6 +447,7 @@ fn decide(
     capacity: u64,
     lat_ns: u64,
     rule_k: u32,
+    seq_start: u32,
     stats: &mut Stats,
 ) -> Decision {
     s.ahead = if on_trend { s.ahead.saturating_sub(1) } else { 0 };
@@ -461,12 +468,20 @@ fn decide(
         evaluate(s, gate, epoch)
     };
     e.fire = e.p > gate.epsilon_eff();
+    // Early start on evidence: at a stream's second read, a contiguous
+    // first delta is trusted for one extent when the table has measured
+    // that such young streams continue with probability > epsilon_eff.
+    let early = !e.fire && s.nreq == 2 && s.delta == s.size as i64 && seq_start > gate.epsilon_eff();
+    if early {
+        e.fire = true;
+        e.p = seq_start;
+    }
     d.probability = e.p;
     if !e.fire {
         return d;
     }
     stats.gate_fired = stats.gate_fired.wrapping_add(1);
-    let target = s.aimd.depth().min(cap).min(s.win_cap);
+    let target = if early { 1 } else { s.aimd.depth().min(cap).min(s.win_cap) };
     if !wants_topup(s.ahead, target, s.size) {
         return d;
     }
@@ -1036,5 +1051,34 @@ mod tests {
         let mut e = Engine::default();
         let first = (0..10u64).position(|i| e.on_read(1000 + i * 8, 8, i).prefetch);
         assert!(first > Some(2), "the gate waits longer without evidence: {first:?}");
+    }
+
+    #[test]
+    fn early_start_on_evidence() {
+        // Many short sequential runs at random places (6 reads each): the
+        // table learns that contiguous young streams continue, and a new
+        // run is then prefetched from its second read; runs of two reads
+        // (that never continue) teach it the opposite.
+        for (len, expect) in [(6u64, true), (2, false)] {
+            let mut e = Engine::default();
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            let mut t = 0;
+            let mut fired_second = 0;
+            for run in 0..400u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let base = (x % (1 << 36)) & !7;
+                for i in 0..len {
+                    t += 1000;
+                    let d = e.on_read(base + 8 * i, 8, t);
+                    if i == 1 && run >= 300 && d.prefetch {
+                        fired_second += 1;
+                    }
+                }
+            }
+            assert_eq!(fired_second > 90, expect, "len {len}: {fired_second}");
+            assert!(fired_second <= 100);
+        }
     }
 }

@@ -111,6 +111,10 @@ pub struct Stream {
     /// (Q16, at most 4), waiting to be folded into the table's prior;
     /// `u32::MAX` = none.
     pub young_sample: u32,
+    /// For a stream whose first delta was contiguous (`delta == size`):
+    /// whether its second delta repeated it (1) or not (2), waiting to be
+    /// folded into the table's sequential-start estimate; 0 = none.
+    pub seq_sample: u8,
     /// Mean time between this stream's reads, ns (0 = unknown), refreshed
     /// at each window top-up.
     pub gap_ns: u64,
@@ -154,6 +158,7 @@ impl Stream {
         stride_nreq: 0,
         prior_q16: 1 << 16,
         young_sample: u32::MAX,
+        seq_sample: 0,
         gap_ns: 0,
         mark_ns: 0,
         mark_nreq: 0,
@@ -263,6 +268,9 @@ impl Stream {
             let sq = dev.wrapping_mul(dev) as u64; // Q16 sectors^2, <= 2^58
             let w2 = (w.wrapping_mul(w)) as u64; // >= 1
             self.young_sample = sq.checked_div(w2).unwrap_or(0).min(4 << 16) as u32;
+            if self.delta == self.size as i64 {
+                self.seq_sample = if d == self.delta { 1 } else { 2 };
+            }
         }
         if self.nreq < 2 || stride_changed {
             // nreq is incremented below: the trend's first read is the next.
@@ -504,6 +512,11 @@ pub struct StreamTable {
     /// `w^2` (Q16): the EWMA (weight 1/16) of young streams' normalised
     /// second-delta deviation.  Starts at 1 (Chebyshev bound 0: no trust).
     prior_q16: u32,
+    /// Probability (Q16) that a stream whose first delta was contiguous
+    /// repeats it: the EWMA (weight 1/16) over such young streams of
+    /// "the third read continued" (a stream recycled after two reads
+    /// counts as not continued).  Starts at 0 (no evidence).
+    seq_start_q16: u32,
 }
 
 impl Default for StreamTable {
@@ -537,6 +550,7 @@ impl StreamTable {
             tail: 0,
             clock: 0,
             prior_q16: 1 << 16,
+            seq_start_q16: 0,
         };
         t.clear();
         t
@@ -573,6 +587,22 @@ impl StreamTable {
         self.tail = (STREAM_SLOTS - 1) as u8;
         self.clock = 0;
         self.prior_q16 = 1 << 16;
+        self.seq_start_q16 = 0;
+    }
+
+    /// Probability (Q16) that a young stream with a contiguous first delta
+    /// continues: the evidence for prefetching at a stream's second read.
+    #[inline]
+    pub fn seq_start_q16(&self) -> u32 {
+        self.seq_start_q16
+    }
+
+    /// Fold one young stream's outcome into [`StreamTable::seq_start_q16`].
+    #[inline]
+    pub fn note_seq_sample(&mut self, continued: bool) {
+        let p = self.seq_start_q16 as i64;
+        let x: i64 = if continued { 1 << 16 } else { 0 };
+        self.seq_start_q16 = p.wrapping_add(x.wrapping_sub(p) >> 4).clamp(0, 1 << 16) as u32;
     }
 
     /// Current empirical-Bayes variance prior (units of `w^2`, Q16).
@@ -795,6 +825,10 @@ impl StreamTable {
         let stamp = self.tick();
         let prior = self.prior_q16;
         let victim = (self.tail as usize) & SLOT_MASK;
+        let died_young = self.slots.get(victim).is_some_and(|v| v.valid && v.nreq == 2 && v.delta == v.size as i64);
+        if died_young {
+            self.note_seq_sample(false);
+        }
         if let Some(s) = self.slots.get_mut(victim) {
             match parent_last {
                 Some(pl) => {
