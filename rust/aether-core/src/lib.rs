@@ -15,6 +15,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cache;
 pub mod depth;
 pub mod engine;
 pub mod fixed;
