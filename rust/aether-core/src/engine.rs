@@ -545,7 +545,8 @@ fn issue(
         (0, _) | (_, 0) => u32::MAX,
         (l, g) => (l.saturating_mul(2).checked_div(g).unwrap_or(u64::MAX)).saturating_add(4).min(u32::MAX as u64) as u32,
     };
-    let target = target.min(s.need_cap.max(2));
+    let floor = need_floor(s.size);
+    let target = target.min(s.need_cap.max(floor));
     // Posterior predictive bound: after n deltas on trend, the Laplace
     // posterior gives P(the next m all follow it) = (n + 1) / (n + m + 1),
     // and extent m is used only if they do; issue it only while that
@@ -557,7 +558,7 @@ fn issue(
         .unwrap_or(u64::MAX)
         .clamp(1, u32::MAX as u64) as u32;
     let target = target.min(by_posterior);
-    s.win_cap = window_cap(s.size).min(s.need_cap.max(2));
+    s.win_cap = window_cap(s.size).min(s.need_cap.max(floor));
     if !wants_topup(s.ahead, target, s.size) {
         return d;
     }
@@ -591,6 +592,15 @@ fn issue(
 fn wants_topup(ahead: u32, target: u32, size: u32) -> bool {
     let missing = target.saturating_sub(ahead);
     ahead.saturating_mul(2) <= target || (missing as u64).saturating_mul(size as u64) >= TOPUP_SECTORS
+}
+
+/// Smallest window Little's law may leave: 128 KiB of extents (at least
+/// two), so that a half-window top-up is one command of at least 64 KiB:
+/// each command costs the device a slot for a whole latency, and at low
+/// queue depth many small top-ups queue demand reads behind them.
+#[inline]
+pub fn need_floor(size: u32) -> u32 {
+    (256u32.checked_div(size.max(1)).unwrap_or(0)).max(2)
 }
 
 /// See [`wants_topup`]: 64 KiB.
@@ -832,7 +842,8 @@ mod tests {
 
     #[test]
     fn littles_law_bounds_the_window() {
-        // Device latency 100 us, one read every 20 us: need = 2*100/20 + 4 = 14.
+        // 16 KiB reads (window cap 16 extents, floor 8): device latency
+        // 100 us, one read every 20 us: need = 2*100/20 + 4 = 14.
         let mut e = Engine::default();
         for _ in 0..16 {
             e.record_latency(100_000);
@@ -840,7 +851,7 @@ mod tests {
         let mut max_ahead = 0;
         let mut id = StreamId(0);
         for i in 0..4000u64 {
-            let d = e.on_read((1 << 20) + i * 8, 8, i * 20_000);
+            let d = e.on_read((1 << 20) + i * 32, 32, i * 20_000);
             for _ in 0..d.count {
                 e.on_feedback(d.stream, Outcome::Timely);
             }
@@ -858,7 +869,7 @@ mod tests {
         }
         let mut max_ahead = 0;
         for i in 4000..6000u64 {
-            let d = e.on_read((1 << 20) + i * 8, 8, i * 20_000);
+            let d = e.on_read((1 << 20) + i * 32, 32, i * 20_000);
             max_ahead = max_ahead.max(e.stream(d.stream).map(|s| s.ahead).unwrap_or(0));
         }
         assert!(max_ahead > 14, "{max_ahead}");

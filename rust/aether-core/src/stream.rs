@@ -291,7 +291,7 @@ impl Stream {
         self.delta = d;
         self.last = lba;
         if size != self.size || self.nreq < 2 {
-            self.win_cap = window_cap(size).min(self.need_cap.max(2));
+            self.win_cap = window_cap(size).min(self.need_cap.max(super::engine::need_floor(size)));
         }
         self.size = size;
         self.nreq = self.nreq.wrapping_add(1);

@@ -588,10 +588,24 @@ impl Policy for Aether {
     fn on_read(&mut self, ctx: &ReadCtx<'_>, out: &mut Vec<Prefetch>) {
         self.flush();
         let d = self.engine.on_read(ctx.lba, ctx.sectors, ctx.now_ns);
+        let n = out.len();
         for i in 0..d.count {
-            if let Some((s, n)) = d.extent(i) {
+            if let Some((s, len)) = d.extent(i) {
                 let b0 = s / 8;
-                let b1 = (s + n.max(1) as u64 - 1) / 8;
+                let b1 = (s + len.max(1) as u64 - 1) / 8;
+                // Adjacent extents (sequential or reverse streams) go down as
+                // one request, as the kernel issues them.
+                if let Some(last) = out[n..].last_mut() {
+                    if last.block + last.nblocks == b0 {
+                        last.nblocks += b1 - b0 + 1;
+                        continue;
+                    }
+                    if b1 + 1 == last.block {
+                        last.nblocks += last.block - b0;
+                        last.block = b0;
+                        continue;
+                    }
+                }
                 out.push(Prefetch { block: b0, nblocks: b1 - b0 + 1, tag: d.stream.0, marker: None, chance_last: false });
             }
         }
