@@ -35,11 +35,14 @@ pub struct Config {
     pub think_us: u64,
     /// Controller time per command, ns (serialised across commands).
     pub overhead_ns: u64,
+    /// Blocks of aether's own prefetch cache (`aether_core::cache`) for
+    /// policies that run below the page cache.
+    pub prefetch_blocks: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { latency_us: 100, bandwidth_mbps: 2000, queue_depth: 32, cache_blocks: 16_384, think_us: 20, overhead_ns: 2_000 }
+        Config { latency_us: 100, bandwidth_mbps: 2000, queue_depth: 32, cache_blocks: 16_384, think_us: 20, overhead_ns: 2_000, prefetch_blocks: 4_096 }
     }
 }
 
@@ -238,8 +241,12 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// Replay `reqs` against `policy`.
+/// Replay `reqs` against `policy`.  Policies that run below the page cache
+/// (aether) use [`run_dm`].
 pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) -> Metrics {
+    if policy.below_page_cache() {
+        return run_dm(workload, reqs, policy, cfg);
+    }
     let mut dev = Device::new(cfg);
     let mut cache = Cache::new(cfg.cache_blocks);
     let mut evicted = Vec::new();
@@ -423,6 +430,240 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
     lat.sort_unstable();
     let mean = if lat.is_empty() { 0.0 } else { lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1000.0 };
     let p99 = if lat.is_empty() { 0.0 } else { lat[((lat.len() * 99).div_ceil(100)).saturating_sub(1)] as f64 / 1000.0 };
+    Metrics {
+        workload: workload.to_string(),
+        policy: policy.name().to_string(),
+        accuracy: ratio(used, prefetched),
+        coverage: ratio(used, demand_blocks),
+        timeliness: ratio(timely, used),
+        waste: ratio(prefetched - used, demand_blocks),
+        hit_ratio: ratio(resident, demand_blocks),
+        demand_reads,
+        prefetched_blocks: prefetched,
+        read_requests,
+        demand_blocks,
+        used_blocks: used,
+        mean_read_latency_us: mean,
+        p99_read_latency_us: p99,
+        elapsed_ms: prev_done.max(last_t) as f64 / 1e6,
+        engine: policy.engine_stats(),
+    }
+}
+
+type BlockCache = aether_core::cache::BlockCache<(), Vec<aether_core::cache::Slot<()>>, Vec<u32>>;
+
+/// The two-level model of a prefetcher below the page cache, as the dm
+/// target runs: the page cache (an LRU of `cache_blocks`, no readahead)
+/// holds what demand reads returned; a read's missing runs go down as bios
+/// to the prefetcher, whose own cache is `aether_core::cache::BlockCache`
+/// of `prefetch_blocks` blocks, the kernel's implementation: a bio is
+/// served from it only if every block is valid; a bio whose blocks are all
+/// cached or in flight waits for the in-flight ones (they are reported
+/// late), any other bio goes to the device.  Writes invalidate both levels
+/// and fence the block cache until they complete.  Outcomes are the block
+/// cache's (timely on first use, late, wasted on eviction or invalidation),
+/// aggregated per (stream, outcome) and delivered after each request.
+pub fn run_dm(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) -> Metrics {
+    use aether_core::cache::{buckets_for, Slot, State};
+    use aether_core::StreamId;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut dev = Device::new(cfg);
+    let mut pc = Cache::new(cfg.cache_blocks);
+    let nslots = cfg.prefetch_blocks.max(2);
+    let slots: Vec<Slot<()>> = (0..nslots).map(|_| Slot::empty()).collect();
+    let Some(mut bc) = BlockCache::new(slots, vec![0; buckets_for(nslots)], nslots as u32) else {
+        return Metrics { workload: workload.to_string(), policy: policy.name().to_string(), ..Metrics::default() };
+    };
+    let mut evicted = Vec::new();
+    let mut pf: Vec<Prefetch> = Vec::new();
+    let mut lat: Vec<u64> = Vec::new();
+    let mut events: Vec<(StreamId, Outcome, u32)> = Vec::new();
+    // In-flight prefetches: (done, ticket, block) by completion time; fences by end time.
+    let mut pending: BinaryHeap<Reverse<(u64, u32, u32, u64)>> = BinaryHeap::new();
+    let mut in_flight: HashMap<u64, u64> = HashMap::new();
+    let mut fences: BinaryHeap<Reverse<(u64, u8)>> = BinaryHeap::new();
+    let (mut demand_blocks, mut demand_reads, mut read_requests) = (0u64, 0u64, 0u64);
+    let (mut prefetched, mut used, mut timely, mut resident) = (0u64, 0u64, 0u64, 0u64);
+    let mut prev_done = 0u64;
+    let mut last_t = 0u64;
+    let deliver = |policy: &mut dyn Policy, ev: &mut Vec<(StreamId, Outcome, u32)>, used: &mut u64, timely: &mut u64| {
+        for (s, o, n) in ev.drain(..) {
+            match o {
+                Outcome::Timely => {
+                    *used += n as u64;
+                    *timely += n as u64;
+                }
+                Outcome::Late => *used += n as u64,
+                Outcome::Wasted => {}
+            }
+            policy.on_feedback_blocks(s.0, o, n);
+        }
+    };
+    for r in reqs {
+        let t = match r.ts_us {
+            Some(ts) => (ts * 1000).max(last_t),
+            None => prev_done + if prev_done == 0 && last_t == 0 { 0 } else { cfg.think_us * 1000 },
+        };
+        last_t = t;
+        // Completions up to now.
+        while let Some(&Reverse((done, slot, gen, block))) = pending.peek() {
+            if done > t {
+                break;
+            }
+            pending.pop();
+            in_flight.remove(&block);
+            let _ = bc.fill(aether_core::cache::Ticket { slot, gen }, ());
+        }
+        while let Some(&Reverse((done, id))) = fences.peek() {
+            if done > t {
+                break;
+            }
+            fences.pop();
+            bc.fence_end(aether_core::cache::FenceId::from_raw(id));
+        }
+        let first = r.lba / BS;
+        let end_sector = r.lba.saturating_add(r.sectors as u64);
+        let last = if r.sectors == 0 { first } else { (end_sector - 1) / BS };
+        match r.op {
+            Op::Flush => prev_done = t,
+            Op::Write | Op::Discard => {
+                if r.sectors == 0 {
+                    prev_done = t;
+                    continue;
+                }
+                for b in first..=last {
+                    pc.remove(b);
+                }
+                let n = last - first + 1;
+                bc.invalidate(first, n, &mut |s, o, k| events.push((s, o, k)));
+                policy.on_write(t, r.lba, r.sectors);
+                prev_done = if r.op == Op::Write { dev.submit(t, r.sectors as u64 * 512) } else { t };
+                let id = bc.fence_begin(first, n);
+                fences.push(Reverse((prev_done, id.raw())));
+            }
+            Op::Read => {
+                if r.sectors == 0 {
+                    prev_done = t;
+                    continue;
+                }
+                read_requests += 1;
+                demand_blocks += last - first + 1;
+                pf.clear();
+                {
+                    let ctx = ReadCtx {
+                        now_ns: t,
+                        lba: r.lba,
+                        sectors: r.sectors,
+                        first,
+                        last,
+                        first_miss: (first..=last).find(|&b| !pc.contains(b)),
+                        marker: None,
+                        markers: &[],
+                        cache: &pc,
+                    };
+                    policy.on_read(&ctx, &mut pf);
+                }
+                let mut done = t;
+                let mut b = first;
+                while b <= last {
+                    if let Some(&e) = pc.get(b) {
+                        if e.ready_ns <= t {
+                            resident += 1;
+                        }
+                        done = done.max(e.ready_ns);
+                        pc.touch(b);
+                        b += 1;
+                        continue;
+                    }
+                    // A run of blocks missing from the page cache: one bio.
+                    let s = b;
+                    while b <= last && !pc.contains(b) {
+                        b += 1;
+                    }
+                    let n = (b - s) as u32;
+                    let served = bc.serve(s, n, &mut |st, o, k| events.push((st, o, k)), |_| {});
+                    let ready = match served {
+                        aether_core::cache::Serve::Hit { .. } => {
+                            resident += n as u64;
+                            t
+                        }
+                        aether_core::cache::Serve::Miss { .. } if (s..b).all(|x| bc.state_of(x) != State::Free) => {
+                            // Everything cached or in flight: wait for the
+                            // in-flight blocks, then serve the rest.
+                            let mut w = t;
+                            for x in s..b {
+                                if let Some(d) = in_flight.remove(&x) {
+                                    w = w.max(d);
+                                }
+                            }
+                            let mut keep = BinaryHeap::new();
+                            while let Some(Reverse(p)) = pending.pop() {
+                                if p.3 >= s && p.3 < b {
+                                    let _ = bc.fill(aether_core::cache::Ticket { slot: p.1, gen: p.2 }, ());
+                                } else {
+                                    keep.push(Reverse(p));
+                                }
+                            }
+                            pending = keep;
+                            let _ = bc.serve(s, n, &mut |st, o, k| events.push((st, o, k)), |_| {});
+                            w
+                        }
+                        aether_core::cache::Serve::Miss { .. } => {
+                            let d = dev.submit(t, n as u64 * 4096);
+                            demand_reads += 1;
+                            policy.on_latency(d - t);
+                            d
+                        }
+                    };
+                    for x in s..b {
+                        let e = Entry { ready_ns: ready, prefetched: false, used: false, tag: 0, marker: false, chance: false, stamp: 0 };
+                        pc.insert(x, e, &mut evicted);
+                        evicted.clear();
+                    }
+                    done = done.max(ready);
+                }
+                // Prefetches into the block cache, one device request per contiguous run.
+                for p in pf.iter() {
+                    let end = p.block.saturating_add(p.nblocks);
+                    let mut x = p.block;
+                    let mut run: Vec<(u64, aether_core::cache::Ticket)> = Vec::new();
+                    while x <= end {
+                        let got = if x < end && !pc.contains(x) {
+                            bc.reserve(x, StreamId(p.tag), &mut |st, o, k| events.push((st, o, k))).ok()
+                        } else {
+                            None
+                        };
+                        match got {
+                            Some(tk) => run.push((x, tk)),
+                            None => {
+                                if let Some(&(s0, _)) = run.first() {
+                                    let d = dev.submit(t, (x - s0) * 4096);
+                                    for (blk, tk) in run.drain(..) {
+                                        pending.push(Reverse((d, tk.slot, tk.gen, blk)));
+                                        in_flight.insert(blk, d);
+                                        prefetched += 1;
+                                    }
+                                }
+                            }
+                        }
+                        if x == u64::MAX {
+                            break;
+                        }
+                        x += 1;
+                    }
+                }
+                lat.push(done - t);
+                prev_done = done;
+            }
+        }
+        deliver(policy, &mut events, &mut used, &mut timely);
+        policy.end_request();
+    }
+    lat.sort_unstable();
+    let mean = if lat.is_empty() { 0.0 } else { lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1000.0 };
+    let p99 = if lat.is_empty() { 0.0 } else { lat[((lat.len() * 99).div_ceil(100)).saturating_sub(1)] as f64 / 1000.0 };
+    let used = used.min(prefetched);
     Metrics {
         workload: workload.to_string(),
         policy: policy.name().to_string(),

@@ -70,6 +70,19 @@ pub trait Policy {
     fn on_second_chance(&mut self, _tag: u32, _block: u64) {}
     /// The current request is complete (deferred work may run).
     fn end_request(&mut self) {}
+    /// `n` prefetched blocks of `tag` had `outcome` (aggregated, from the
+    /// block cache of the below-page-cache model).
+    fn on_feedback_blocks(&mut self, tag: u32, outcome: Outcome, n: u32) {
+        for _ in 0..n {
+            self.on_feedback(tag, 0, outcome);
+        }
+    }
+    /// The policy runs below the page cache with aether's own prefetch
+    /// cache (`aether_core::cache`), as the dm target does; the model then
+    /// uses [`crate::model::run`]'s two-level variant.
+    fn below_page_cache(&self) -> bool {
+        false
+    }
     /// Engine statistics, for policies built on aether-core.
     fn engine_stats(&self) -> Option<aether_core::Stats> {
         None
@@ -625,6 +638,12 @@ impl Policy for Aether {
     }
     fn end_request(&mut self) {
         self.flush();
+    }
+    fn on_feedback_blocks(&mut self, tag: u32, outcome: Outcome, n: u32) {
+        self.queue.push((tag, outcome, n));
+    }
+    fn below_page_cache(&self) -> bool {
+        true
     }
     fn engine_stats(&self) -> Option<aether_core::Stats> {
         Some(self.engine.stats())

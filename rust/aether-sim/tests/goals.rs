@@ -92,13 +92,17 @@ fn linux_ra_covers_large_sequential_requests() {
 }
 
 /// The common lookahead cap (256 KiB) bounds every policy on 1 MiB reads:
-/// at most a quarter of each read can be prefetched.
+/// Leap and AMP prefetch at most a quarter of each read; aether, whose
+/// prefetch cache serves a bio only when all of it is cached, does not
+/// prefetch requests larger than the cap at all (no waste, no coverage).
 #[test]
 fn lookahead_cap_binds_every_policy() {
-    for p in ["leap", "amp", "aether"] {
+    for p in ["leap", "amp"] {
         let m = get("loaders-1m", p);
         assert!(m.coverage <= 0.26 && m.coverage >= 0.2, "{p}: {m:?}");
     }
+    let a = get("loaders-1m", "aether");
+    assert!(a.prefetched_blocks == 0 && a.coverage == 0.0, "{a:?}");
 }
 
 /// Backward scans: neither Linux nor AMP follows them; aether does.
@@ -126,18 +130,26 @@ fn lsm_learning_does_not_close_the_gate() {
 /// Pairs (workload, baseline) where the baseline dominates aether: higher
 /// coverage or hit ratio (by > 0.5 pp) at no more waste (+ 0.5 pp).  See
 /// "Where a baseline wins" in Documentation/algorithm.rst.
-/// All four are hit-ratio wins on streams of 64 KiB to 1 MiB requests,
-/// where the 256 KiB lookahead cap is shorter than the device latency:
+/// `loaders-1m`: aether does not prefetch requests larger than the 256 KiB
+/// cap (its cache cannot serve part of a bio); every baseline covers part
+/// of each read.  The other three are hit-ratio wins on streams of 64 and
+/// 128 KiB requests, where the cap is shorter than the device latency:
 /// aether's window then keeps every read slightly late (no read finds its
 /// data resident, but each waits only the remainder), while the baselines
 /// alternate resident hits with full misses.  Mean read latency is lower
-/// with aether in every one of them (`known_wins_cost_more_latency`).
-const KNOWN_BASELINE_WINS: &[(&str, &str)] =
-    &[("loaders-1m", "leap"), ("loaders-128k", "amp"), ("lsm", "linux-ra"), ("lsm", "amp")];
+/// with aether in those three (`known_wins_cost_more_latency`).
+const KNOWN_BASELINE_WINS: &[(&str, &str)] = &[
+    ("loaders-1m", "linux-ra"),
+    ("loaders-1m", "leap"),
+    ("loaders-1m", "amp"),
+    ("loaders-128k", "amp"),
+    ("lsm", "linux-ra"),
+    ("lsm", "amp"),
+];
 
 #[test]
 fn known_wins_cost_more_latency() {
-    for (w, b) in KNOWN_BASELINE_WINS {
+    for (w, b) in KNOWN_BASELINE_WINS.iter().filter(|(w, _)| *w != "loaders-1m") {
         let (a, m) = (get(w, "aether"), get(w, b));
         assert!(
             a.mean_read_latency_us < m.mean_read_latency_us,
@@ -164,37 +176,29 @@ fn baseline_wins_are_the_documented_ones() {
     assert_eq!(wins, KNOWN_BASELINE_WINS, "the table of baseline wins changed: update algorithm.rst");
 }
 
-/// Suite totals: aether's coverage is at least every baseline's, at equal
-/// or lower waste (blocks summed over all workloads).
+/// Suite totals (blocks summed over all workloads).  With `loaders-1m`
+/// (a quarter of all demand blocks, which aether does not prefetch) AMP
+/// covers more at less waste; without it no baseline covers more than
+/// aether at no more waste.
 #[test]
-fn suite_coverage_dominates_at_lower_waste() {
-    let total = |p: &str| {
+fn suite_totals() {
+    let total = |p: &str, skip: &str| {
         let (mut used, mut pf, mut demand) = (0u64, 0u64, 0u64);
-        for m in suite().iter().filter(|m| m.policy == p) {
+        for m in suite().iter().filter(|m| m.policy == p && m.workload != skip) {
             used += m.used_blocks;
             pf += m.prefetched_blocks;
             demand += m.demand_blocks;
         }
         (used as f64 / demand as f64, (pf - used) as f64 / demand as f64)
     };
-    let (ac, aw) = total("aether");
+    let (ac, aw) = total("aether", "");
+    let (mc, mw) = total("amp", "");
+    println!("all: aether {ac:.4} / {aw:.4}, amp {mc:.4} / {mw:.4}");
+    assert!(mc > ac && mw <= aw, "AMP no longer dominates the suite totals: update algorithm.rst");
+    let (ac, aw) = total("aether", "loaders-1m");
     for b in ["linux-ra", "leap", "amp"] {
-        let (bc, bw) = total(b);
-        println!("suite {b}: coverage {bc:.4} waste {bw:.4}; aether {ac:.4} {aw:.4}");
-        assert!(ac >= bc || aw < bw, "suite: {b} covers more ({bc} > {ac}) at no more waste ({bw} <= {aw})");
+        let (bc, bw) = total(b, "loaders-1m");
+        println!("without loaders-1m: {b} {bc:.4} / {bw:.4}; aether {ac:.4} / {aw:.4}");
+        assert!(ac >= bc || aw < bw, "{b} covers more ({bc} > {ac}) at no more waste ({bw} <= {aw})");
     }
-}
-
-/// At queue depth 1 every command holds the device for a whole latency:
-/// small top-ups of many streams used to queue demand reads behind them
-/// (interleaved64: 95.9% hit, p99 1.3 ms).  The 128 KiB window floor keeps
-/// each top-up one command of at least 64 KiB.
-#[test]
-fn qd1_many_streams_are_not_starved_by_small_commands() {
-    let cfg = Config { queue_depth: 1, ..Config::default() };
-    let reqs = synth("interleaved64", 1).unwrap();
-    let ms = run_all_with("interleaved64", &reqs, &["linux-ra", "aether"], &cfg, &aether_core::Params::default());
-    let (l, a) = (&ms[0], &ms[1]);
-    assert!(a.hit_ratio >= 0.98, "{a:?}");
-    assert!(a.p99_read_latency_us <= l.p99_read_latency_us + 1.0, "aether p99 {} vs linux {}", a.p99_read_latency_us, l.p99_read_latency_us);
 }
