@@ -36,7 +36,8 @@ pub struct Config {
     /// Controller time per command, ns (serialised across commands).
     pub overhead_ns: u64,
     /// Blocks of aether's own prefetch cache (`aether_core::cache`) for
-    /// policies that run below the page cache.
+    /// policies that run below the page cache (at most a quarter of
+    /// `cache_blocks`, taken from the page cache).
     pub prefetch_blocks: usize,
 }
 
@@ -453,7 +454,9 @@ pub fn run(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) 
 type BlockCache = aether_core::cache::BlockCache<(), Vec<aether_core::cache::Slot<()>>, Vec<u32>>;
 
 /// The two-level model of a prefetcher below the page cache, as the dm
-/// target runs: the page cache (an LRU of `cache_blocks`, no readahead)
+/// target runs: the page cache (an LRU of `cache_blocks` minus the
+/// prefetch cache, so that the memory equals the one-level model's; no
+/// readahead)
 /// holds what demand reads returned; a read's missing runs go down as bios
 /// to the prefetcher, whose own cache is `aether_core::cache::BlockCache`
 /// of `prefetch_blocks` blocks, the kernel's implementation: a bio is
@@ -469,8 +472,10 @@ pub fn run_dm(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Confi
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let mut dev = Device::new(cfg);
-    let mut pc = Cache::new(cfg.cache_blocks);
-    let nslots = cfg.prefetch_blocks.max(2);
+    // Same memory as the one-level model: the prefetch cache (at most a
+    // quarter of it) comes out of the page cache.
+    let nslots = cfg.prefetch_blocks.min(cfg.cache_blocks / 4).max(2);
+    let mut pc = Cache::new(cfg.cache_blocks.saturating_sub(nslots).max(1));
     let slots: Vec<Slot<()>> = (0..nslots).map(|_| Slot::empty()).collect();
     let Some(mut bc) = BlockCache::new(slots, vec![0; buckets_for(nslots)], nslots as u32) else {
         return Metrics { workload: workload.to_string(), policy: policy.name().to_string(), ..Metrics::default() };
