@@ -6,7 +6,7 @@
 //! aether-sim sweep [--workload NAME]... [--policy NAME]... [options]
 //! aether-sim gen WORKLOAD            # print a synthetic workload as CSV
 //! options: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32)
-//!          --cache-blocks N (16384) --think-us N (20) --overhead-ns N (2000)
+//!          --cache-blocks N (16384) --think-us N (20) --overhead-ns N (2000) --prefetch-blocks N (4096)
 //!          --seed N (1) --seeds N (1: with N > 1, synth prints mean [min, max]
 //!          over seeds 1..=N) --ablation (policies: aether aether-nolearn k2-rule)
 //!          --set NAME=VALUE (aether parameter, e.g. --set epsilon=0.75)
@@ -20,7 +20,7 @@ use aether_sim::{
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim sweep [--workload NAME]... [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20)\n         --overhead-ns N (2000) --seed N (1) --seeds N (1) --ablation\n         --set NAME=VALUE (aether parameter: phi epsilon lambda1 lambda2 lambda3 bias learning_rate)\nworkloads: seq stride interleaved8 random mixed reverse btree loaders-1m loaders-128k lsm backward smallfiles\n           zipf-scan interleaved48 interleaved64\npolicies: none linux-ra leap amp aether aether-nolearn k2-rule\n"
+    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim sweep [--workload NAME]... [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20)\n         --overhead-ns N (2000) --prefetch-blocks N (4096) --seed N (1) --seeds N (1) --ablation\n         --set NAME=VALUE (aether parameter: phi epsilon lambda1 lambda2 lambda3 bias learning_rate)\nworkloads: seq stride interleaved8 random mixed reverse btree loaders-1m loaders-128k lsm backward smallfiles\n           zipf-scan interleaved48 interleaved64\npolicies: none linux-ra leap amp aether aether-nolearn k2-rule\n"
 }
 
 struct Opts {
@@ -44,6 +44,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--json" => o.json = true,
             "--ablation" => o.ablation = true,
             "--overhead-ns" => o.cfg.overhead_ns = num(a)?,
+            "--prefetch-blocks" => o.cfg.prefetch_blocks = num(a)?.max(2) as usize,
             "--seeds" => o.seeds = num(a)?.clamp(1, 1000),
             "--latency-us" => o.cfg.latency_us = num(a)?,
             "--bandwidth-mbps" => o.cfg.bandwidth_mbps = num(a)?.max(1),
