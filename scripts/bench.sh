@@ -4,7 +4,8 @@
 # the raw namespace, dm-linear, aether with its gate off and aether, rotating
 # over several rounds.
 # Prints the summary table and saves it as JSON in build/bench/results.json
-# (console log: build/bench/console.log).
+# (console log: build/bench/console.log), and plots it next to the JSON with
+# scripts/plot-bench.py (build/bench/throughput.png, ...).
 #
 #   scripts/bench.sh [ROUNDS [SECONDS]]     default 5 rounds x 5 s per run
 #                                           (about 5 minutes in all)
@@ -19,7 +20,7 @@ rounds=${1:-5} secs=${2:-5}
 [[ $rounds =~ ^[0-9]+$ && $secs =~ ^[0-9]+$ ]] || die "usage: bench.sh [ROUNDS [SECONDS]]"
 out=$AETHER_ROOT/build/bench
 mkdir -p "$out"
-rm -f "$out/results.json"
+rm -f "$out/results.json" "$out"/*.png
 
 "$AETHER_ROOT/scripts/build-module.sh"
 log "benchmark: $rounds rounds x $secs s per run, QD1 and QD32, raw/linear/aether (console: $out/console.log)"
@@ -42,5 +43,11 @@ if command -v python3 >/dev/null && ! python3 -m json.tool "$out/results.json.tm
 fi
 mv "$out/results.json.tmp" "$out/results.json"
 log "results: $out/results.json"
+if plots=$("$AETHER_ROOT/scripts/plot-bench.py" "$out/results.json"); then
+    for p in $plots; do log "plot: $p"; done
+else
+    log "plotting $out/results.json failed (see above)"
+    [ "$rc" != 0 ] || rc=1
+fi
 # A missed goal is a result (printed in the table), not a failure.
 exit "$rc"

@@ -10,7 +10,7 @@ APT_PKGS=(
     "$KERNEL_SRC_PKG=$KERNEL_SRC_VER"
     "rustc-web=$RUSTC_WEB_VER" "rust-web-src=$RUSTC_WEB_VER" "libstd-rust-web-dev=$RUSTC_WEB_VER"
     clang lld llvm libclang-dev bc flex bison libelf-dev libssl-dev cpio xz-utils kmod
-    make python3 qemu-system-x86 busybox-static fio dmsetup
+    make python3 python3-matplotlib qemu-system-x86 busybox-static fio dmsetup
 )
 
 missing=()

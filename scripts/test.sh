@@ -22,6 +22,23 @@ read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) 
 pass "$cp"; fail "$cf"
 [ "$crc" = 0 ] || [ "$cf" != 0 ] || fail 1 "cargo test exited $crc (build error?) - see $out/cargo.log"
 
+# Host script tests (scripts/tests: plot-bench.py), with Debian's python3 and python3-matplotlib
+# (setup.sh installs it; the python3 first on PATH may be another one). A skipped test counts as failed.
+log "python tests (scripts/tests)"
+(cd "$AETHER_ROOT" && /usr/bin/python3 -m unittest discover -s scripts/tests -v) > "$out/python.log" 2>&1
+prc=$?
+read -r pn pf < <(awk '/^Ran [0-9]+ tests? in/ { n = $2 }
+    /^(OK|FAILED)( \(|$)/ { s = $0
+        while (match(s, /(failures|errors|skipped|unexpected successes)=[0-9]+/)) {
+            split(substr(s, RSTART, RLENGTH), kv, "="); f += kv[2]; s = substr(s, RSTART + RLENGTH) } }
+    END { print n + 0, f + 0 }' "$out/python.log")
+grep -E '^(FAIL|ERROR): |skipped ' "$out/python.log" | sed 's/^/[python] /' >&2
+pass $((pn - pf)); fail "$pf"
+if [ "$pn" = 0 ] || { [ "$prc" != 0 ] && [ "$pf" = 0 ]; }; then
+    fail 1 "python tests exited $prc after $pn tests - see $out/python.log"
+fi
+log "[python] $((pn - pf)) passed, $pf failed"
+
 # 2. aether.ko (builds the cached kernel first if needed).
 if ! "$AETHER_ROOT/scripts/build-module.sh" > "$out/build.log" 2>&1; then
     tail -20 "$out/build.log" >&2
@@ -90,6 +107,7 @@ run_job() {
 }
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
 run_job target --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
+run_job prefetch --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/prefetch-tests.sh"
 
 # aether-part against two NVMe controllers behind an emulated intel-iommu.
 if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log"); then
@@ -97,6 +115,13 @@ if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log");
         "$AETHER_ROOT/scripts/guest/part-tests.sh"
 else
     fail 1 "building aether-part - see $out/part-build.log"
+fi
+
+# aether-stat against the real debugfs files (the debug build cargo test made).
+if (cd "$AETHER_ROOT" && cargo build -q -p aether-stat 2>"$out/stat-build.log"); then
+    run_job stat --timeout 300 --bin "$AETHER_ROOT/target/debug/aether-stat" "$AETHER_ROOT/scripts/guest/stat-tests.sh"
+else
+    fail 1 "building aether-stat - see $out/stat-build.log"
 fi
 
 log "make test took $((SECONDS - started))s; logs in $out"

@@ -6,6 +6,10 @@
 //! - `module.rs`: load and unload (target registration, the debugfs root).
 //! - `target.rs`: the device-mapper target; `map` is where every bio enters and
 //!   where the gate decides, `end_io` where it completes.
+//! - `prefetch.rs`: prefetch reads, from the gate's decision to cached pages;
+//!   `PrefetchRead::complete` is where a prefetch completes.
+//! - `block_cache.rs`: the prefetch cache (aether-core's index over pages).
+//! - `feedback.rs`: latencies and outcomes queued per CPU for the engine.
 //! - `devices.rs`: one debugfs directory per mapped device, across reloads.
 //! - `telemetry.rs`: per-CPU counters and latency histograms.
 //! - `tuning.rs`, `debugfs_files.rs`, `params.rs`: debugfs, `dmsetup message`
@@ -24,11 +28,14 @@ mod kernel_ext;
 #[path = "../aether-core/src/lib.rs"]
 mod aether_core;
 
+mod block_cache;
 mod debugfs_files;
 mod devices;
+mod feedback;
 mod kunit_tests;
 mod module;
 mod params;
+mod prefetch;
 mod target;
 mod telemetry;
 mod tuning;

@@ -74,6 +74,8 @@ impl DeviceFiles {
         }
         let enabled = TunableFile { dev: dev.clone(), tunable: Tunable::Enabled };
         files.push(dir.file(kernel::c_str!("enabled"), true, enabled)?, GFP_KERNEL)?;
+        let cache_mb = TunableFile { dev: dev.clone(), tunable: Tunable::CacheMb };
+        files.push(dir.file(kernel::c_str!("cache_mb"), true, cache_mb)?, GFP_KERNEL)?;
         files.push(dir.file(kernel::c_str!("stats"), false, StatsFile(dev.clone()))?, GFP_KERNEL)?;
         files.push(dir.file(kernel::c_str!("latency_histogram"), false, HistogramFile(dev))?, GFP_KERNEL)?;
         Ok(Self { _files: files, _dir: dir })

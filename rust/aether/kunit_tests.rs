@@ -12,7 +12,9 @@
 //! - `aether_core_in_kernel`: aether-core compiled into the kernel, with
 //!   overflow checks on, at edge values.
 
-use crate::aether_core::Params;
+use crate::aether_core::{Outcome, Params, StreamId};
+use crate::block_cache::Cache;
+use crate::kernel_ext::page::{CachePage, PageRun};
 use crate::target::new_engine;
 use crate::debugfs_files::DeviceFiles;
 use crate::kernel_ext::debugfs::Dir;
@@ -21,7 +23,7 @@ use crate::kernel_ext::kunit::{kunit_expect, kunit_expect_eq, kunit_suite};
 use crate::kernel_ext::percpu::PerCpu;
 use crate::kernel_ext::vfs::TestFile;
 use crate::telemetry::{Counter, Direction, Snapshot, Telemetry, LAT_BUCKETS};
-use crate::tuning::{self, DeviceTuning, Defaults, TuneError, Tunable};
+use crate::tuning::{self, DeviceTuning, Defaults, Settings, TuneError, Tunable};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::{c_str, new_spinlock, prelude::*, str::CStr, sync::{Arc, SpinLock}};
@@ -95,21 +97,21 @@ kunit_suite!(aether_kernel_ext, [debugfs_dir_lifecycle, debugfs_absent_parent, p
 #[pin_data]
 struct TestDevice {
     #[pin]
-    state: SpinLock<(Params, bool)>,
+    state: SpinLock<Settings>,
     telemetry: Telemetry,
 }
 
 impl DeviceTuning for TestDevice {
     fn set(&self, name: &str, value: &str) -> Result<(), TuneError> {
         let mut st = self.state.lock();
-        let (mut p, mut e) = *st;
-        tuning::apply(&mut p, &mut e, name, value)?;
-        *st = (p, e);
+        let mut cfg = *st;
+        tuning::apply(&mut cfg, name, value)?;
+        *st = cfg;
         Ok(())
     }
     fn get(&self, t: Tunable, w: &mut dyn Write) -> core::fmt::Result {
-        let (p, e) = *self.state.lock();
-        tuning::show(&p, e, t, w)
+        let cfg = *self.state.lock();
+        tuning::show(&cfg, t, w)
     }
     fn write_stats(&self, w: &mut dyn Write, sep: &str, end: &str) -> core::fmt::Result {
         self.telemetry.snapshot().write_fields(w, sep, end)
@@ -125,7 +127,7 @@ impl DeviceTuning for TestDevice {
 fn test_device() -> Option<Arc<TestDevice>> {
     Arc::pin_init(
         try_pin_init!(TestDevice {
-            state <- new_spinlock!((Params::DEFAULT, true)),
+            state <- new_spinlock!(Settings { params: Params::DEFAULT, enabled: true, cache_mb: tuning::CACHE_MB_DEFAULT }),
             telemetry: Telemetry::new()?,
         }? Error),
         GFP_KERNEL,
@@ -214,7 +216,7 @@ fn message_handler() {
     kunit_expect_eq!(errno(&["get"]), Some(EINVAL.to_errno()));
     kunit_expect_eq!(errno(&["frobnicate"]), Some(EINVAL.to_errno()));
     kunit_expect_eq!(errno(&[]), Some(EINVAL.to_errno()));
-    kunit_expect_eq!(dev.state.lock().0.lambda2, 7 * 65536 / 2);
+    kunit_expect_eq!(dev.state.lock().params.lambda2, 7 * 65536 / 2);
 
     dev.telemetry.add(Counter::Reads, 3);
     kunit_expect!(tuning::message(&*dev, &["reset_stats"], &mut buf_writer(&mut raw)).is_ok());
@@ -229,10 +231,14 @@ fn module_param_defaults() {
     kunit_expect_eq!(d.set("epsilon", "1.5"), Err(TuneError::Value(crate::aether_core::ParamError::OutOfRange)));
     kunit_expect_eq!(d.set("nope", "1"), Err(TuneError::UnknownName));
     kunit_expect!(d.set("enabled", "yes").is_err());
-    let (p, enabled) = d.load();
-    kunit_expect_eq!(p.epsilon, 3 * 65536 / 4);
-    kunit_expect!(!enabled);
-    kunit_expect_eq!(p.phi, Params::DEFAULT.phi);
+    kunit_expect!(d.set("cache_mb", "16").is_ok());
+    kunit_expect_eq!(d.set("cache_mb", "-1"), Err(TuneError::Value(crate::aether_core::ParamError::Invalid)));
+    kunit_expect_eq!(d.set("cache_mb", "99999999"), Err(TuneError::CacheTooBig));
+    let cfg = d.load();
+    kunit_expect_eq!(cfg.params.epsilon, 3 * 65536 / 4);
+    kunit_expect!(!cfg.enabled);
+    kunit_expect_eq!(cfg.cache_mb, 16);
+    kunit_expect_eq!(cfg.params.phi, Params::DEFAULT.phi);
 }
 
 kunit_suite!(aether_tuning, [debugfs_files_parse_and_refuse, message_handler, module_param_defaults]);
@@ -345,6 +351,125 @@ fn core_edge_values() {
 }
 
 kunit_suite!(aether_core_in_kernel, [core_sequential_coverage, core_edge_values]);
+
+// ---- aether_cache ---------------------------------------------------------
+
+/// A cache of `mb` MiB over a 1 GiB table, and a sink counting outcomes.
+fn test_cache(mb: u32) -> Option<Pin<KBox<Cache>>> {
+    KBox::pin_init(Cache::new(mb, 1 << 21), GFP_KERNEL).ok()
+}
+
+/// Reserves and fills `n` blocks from `first` with fresh pages.
+fn fetch(c: &Cache, first: u64, n: u64, wasted: &mut u32) -> usize {
+    let mut next = first;
+    let mut filled = 0;
+    while next < first + n {
+        let mut run = c.reserve_run(&mut next, first + n, StreamId(1), &mut |_, o, k| {
+            if o == Outcome::Wasted {
+                *wasted += k;
+            }
+        });
+        if run.len() == 0 {
+            break;
+        }
+        let mut pages = PageRun::new();
+        while pages.len() < run.len() {
+            match CachePage::alloc_nowait() {
+                Some(p) => {
+                    let _ = pages.push(p);
+                }
+                None => break,
+            }
+        }
+        c.abort(&run, pages.len());
+        run.truncate(pages.len());
+        filled += run.len() - c.fill(&run, &mut pages) as usize;
+    }
+    filled
+}
+
+/// Reserved blocks fill with pages; a write in flight fences them; a write
+/// during a read makes its fill stale; clearing frees everything.
+fn cache_fill_fence_and_stale() {
+    let Some(c) = test_cache(1) else {
+        kunit_expect!(false);
+        return;
+    };
+    let mut wasted = 0;
+    kunit_expect_eq!(fetch(&c, 100, 40, &mut wasted), 40);
+    let o = c.occupancy();
+    kunit_expect_eq!((o.unused, o.in_flight), (40, 0));
+    // Already cached: nothing new is reserved.
+    kunit_expect_eq!(fetch(&c, 100, 40, &mut wasted), 0);
+
+    // A write in flight over blocks 200..208 fences them until it ends.
+    let (fence, forgotten) = c.invalidate_and_fence(200 * 8, 64, &mut |_, _, _| {});
+    kunit_expect_eq!(forgotten, 0);
+    kunit_expect_eq!(fetch(&c, 200, 8, &mut wasted), 0);
+    c.fence_end(fence);
+    kunit_expect_eq!(fetch(&c, 200, 8, &mut wasted), 8);
+
+    // A write that lands while a read is in flight: the fill is stale.
+    let mut next = 300;
+    let mut run = c.reserve_run(&mut next, 304, StreamId(2), &mut |_, _, _| {});
+    kunit_expect_eq!(run.len(), 4);
+    let (fence, forgotten) = c.invalidate_and_fence(300 * 8, 32, &mut |_, _, _| {});
+    kunit_expect_eq!(forgotten, 4);
+    let mut pages = PageRun::new();
+    for _ in 0..4 {
+        if let Some(p) = CachePage::alloc_nowait() {
+            let _ = pages.push(p);
+        }
+    }
+    run.truncate(pages.len());
+    kunit_expect_eq!(c.fill(&run, &mut pages) as usize, run.len());
+    c.fence_end(fence);
+    kunit_expect_eq!(c.occupancy().in_flight, 0);
+
+    // Invalidating cached, never-read blocks is waste.
+    let mut w = 0;
+    let (fence, forgotten) = c.invalidate_and_fence(100 * 8, 80, &mut |_, o, k| {
+        if o == Outcome::Wasted {
+            w += k;
+        }
+    });
+    c.fence_end(fence);
+    kunit_expect_eq!((forgotten, w), (10, 10));
+    c.clear();
+    kunit_expect_eq!(c.occupancy().used(), 0);
+}
+
+/// The budget holds: shrinking it and the shrinker evict at once; growing
+/// it past the storage reallocates and keeps what is cached.
+fn cache_budget_and_shrinker() {
+    let Some(c) = test_cache(1) else {
+        kunit_expect!(false);
+        return;
+    };
+    let mut wasted = 0;
+    // Past the budget, the oldest unused blocks make room (and are waste).
+    kunit_expect_eq!(fetch(&c, 0, 300, &mut wasted), 300);
+    kunit_expect_eq!((c.occupancy().used(), wasted), (256, 44));
+    kunit_expect_eq!(c.reclaimable(), 256);
+    kunit_expect_eq!(c.shrink(56, &mut |_, _, _| {}), 56);
+    kunit_expect_eq!(c.occupancy().used(), 200);
+    kunit_expect!(c.set_budget_mb(2, &mut |_, _, _| {}).is_ok());
+    kunit_expect_eq!(c.occupancy().limit, 512);
+    kunit_expect_eq!(c.occupancy().used(), 200);
+    kunit_expect_eq!(fetch(&c, 1000, 400, &mut wasted), 400);
+    kunit_expect_eq!((c.occupancy().used(), wasted), (512, 44 + 88));
+    let mut w = 0;
+    kunit_expect!(c.set_budget_mb(0, &mut |_, o, k| {
+        if o == Outcome::Wasted {
+            w += k;
+        }
+    })
+    .is_ok());
+    kunit_expect_eq!((c.occupancy().used(), w), (0, 512));
+    kunit_expect_eq!(fetch(&c, 5000, 8, &mut wasted), 0);
+}
+
+kunit_suite!(aether_cache, [cache_fill_fence_and_stale, cache_budget_and_shrinker]);
 
 /// A formatter over a stack buffer.
 fn buf_writer(raw: &mut [u8]) -> BufWriter<'_> {

@@ -25,8 +25,7 @@ impl ParamHandler for ModuleParams {
 
     fn get(name: &str, out: &mut dyn core::fmt::Write) -> Result {
         let t = Tunable::from_name(name).ok_or(EINVAL)?;
-        let (params, enabled) = DEFAULTS.load();
-        tuning::show(&params, enabled, t, out).map_err(|_| EINVAL)
+        tuning::show(&DEFAULTS.load(), t, out).map_err(|_| EINVAL)
     }
 }
 

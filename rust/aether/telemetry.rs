@@ -40,10 +40,22 @@ pub(crate) enum Counter {
     GateOpen,
     GateClosed,
     GateSectors,
+    GateSkipped,
+    PrefetchIssued,
+    PrefetchBytes,
+    PrefetchHits,
+    PrefetchLate,
+    PrefetchWasted,
+    PrefetchErrors,
+    PrefetchStaleDropped,
+    PrefetchAllocFailures,
+    CacheReadHits,
+    CacheInvalidated,
+    FeedbackDropped,
 }
 
 impl Counter {
-    pub(crate) const COUNT: usize = Counter::GateSectors as usize + 1;
+    pub(crate) const COUNT: usize = Counter::FeedbackDropped as usize + 1;
     pub(crate) const ALL: [Counter; Self::COUNT] = [
         Counter::Reads,
         Counter::ReadBytes,
@@ -57,6 +69,18 @@ impl Counter {
         Counter::GateOpen,
         Counter::GateClosed,
         Counter::GateSectors,
+        Counter::GateSkipped,
+        Counter::PrefetchIssued,
+        Counter::PrefetchBytes,
+        Counter::PrefetchHits,
+        Counter::PrefetchLate,
+        Counter::PrefetchWasted,
+        Counter::PrefetchErrors,
+        Counter::PrefetchStaleDropped,
+        Counter::PrefetchAllocFailures,
+        Counter::CacheReadHits,
+        Counter::CacheInvalidated,
+        Counter::FeedbackDropped,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -73,6 +97,22 @@ impl Counter {
             Counter::GateOpen => "gate_open",
             Counter::GateClosed => "gate_closed",
             Counter::GateSectors => "gate_sectors",
+            // Reads whose gate evaluation was skipped: another CPU held the
+            // gate (the read is still served or passed down).
+            Counter::GateSkipped => "gate_skipped",
+            // Prefetch counters are in 4 KiB blocks unless named bytes.
+            Counter::PrefetchIssued => "prefetch_issued",
+            Counter::PrefetchBytes => "prefetch_bytes",
+            Counter::PrefetchHits => "prefetch_hits",
+            Counter::PrefetchLate => "prefetch_late",
+            Counter::PrefetchWasted => "prefetch_wasted",
+            Counter::PrefetchErrors => "prefetch_errors",
+            Counter::PrefetchStaleDropped => "prefetch_stale_dropped",
+            Counter::PrefetchAllocFailures => "prefetch_alloc_failures",
+            // Demand reads completed from RAM.
+            Counter::CacheReadHits => "cache_read_hits",
+            Counter::CacheInvalidated => "cache_invalidated",
+            Counter::FeedbackDropped => "feedback_dropped",
         }
     }
 }

@@ -9,30 +9,54 @@
 
 use crate::aether_core::{ParamError, ParamId, Params};
 use crate::kernel_ext::print::ratelimit;
-use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
 use kernel::prelude::*;
 
-/// A tunable of a device: one of the gate's parameters, or `enabled`.
+/// A tunable of a device: one of the gate's parameters, `enabled`, or the
+/// prefetch cache's budget `cache_mb`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tunable {
     Gate(ParamId),
     Enabled,
+    CacheMb,
 }
 
 impl Tunable {
     pub(crate) fn from_name(name: &str) -> Option<Self> {
-        if name == "enabled" {
-            return Some(Tunable::Enabled);
+        match name {
+            "enabled" => Some(Tunable::Enabled),
+            "cache_mb" => Some(Tunable::CacheMb),
+            _ => ParamId::from_name(name).map(Tunable::Gate),
         }
-        ParamId::from_name(name).map(Tunable::Gate)
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Tunable::Gate(id) => id.name(),
             Tunable::Enabled => "enabled",
+            Tunable::CacheMb => "cache_mb",
         }
     }
+}
+
+/// Everything a device can be tuned with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) params: Params,
+    /// Whether reads go through the gate (and prefetch).
+    pub(crate) enabled: bool,
+    /// The prefetch cache's budget, MiB.
+    pub(crate) cache_mb: u32,
+}
+
+/// Default prefetch cache budget per device, MiB.
+pub(crate) const CACHE_MB_DEFAULT: u32 = 64;
+
+/// Largest budget accepted: half of RAM (a cache the machine cannot hold
+/// would only be shrunk away), and at most 1 TiB.
+pub(crate) fn cache_mb_max() -> u32 {
+    let half_ram_mb = crate::kernel_ext::page::total_ram_bytes() / 2 / (1 << 20);
+    half_ram_mb.min(1 << 20) as u32
 }
 
 /// Why a tuning input was refused.
@@ -41,6 +65,10 @@ pub(crate) enum TuneError {
     UnknownName,
     Value(ParamError),
     NotBool,
+    /// A `cache_mb` over [`cache_mb_max`].
+    CacheTooBig,
+    /// Growing the cache found no memory.
+    NoMemory,
     /// The device has no live table (it is going away).
     Gone,
     /// The debugfs directory names a device that was renamed since.
@@ -53,6 +81,7 @@ impl TuneError {
     pub(crate) fn errno(self) -> Error {
         match self {
             TuneError::Gone => ENODEV,
+            TuneError::NoMemory => ENOMEM,
             TuneError::Renamed => Error::from_errno(-(kernel::bindings::ESTALE as i32)),
             _ => EINVAL,
         }
@@ -63,6 +92,8 @@ impl TuneError {
             TuneError::UnknownName => "unknown parameter",
             TuneError::Value(e) => e.as_str(),
             TuneError::NotBool => "expected 0 or 1",
+            TuneError::CacheTooBig => "cache_mb is more than half of RAM",
+            TuneError::NoMemory => "no memory for a cache that large",
             TuneError::Gone => "device has no live table",
             TuneError::Renamed => "the device was renamed; this directory is stale",
         }
@@ -85,28 +116,45 @@ pub(crate) fn parse_bool(s: &str) -> Result<bool, TuneError> {
     }
 }
 
-/// Sets `name` to `value` in `params`/`enabled`, or changes nothing.
-pub(crate) fn apply(params: &mut Params, enabled: &mut bool, name: &str, value: &str) -> Result<(), TuneError> {
+/// Parses `cache_mb`'s value: a whole number of MiB up to [`cache_mb_max`].
+pub(crate) fn parse_cache_mb(s: &str) -> Result<u32, TuneError> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TuneError::Value(ParamError::Invalid));
+    }
+    let mb: u64 = s.parse().map_err(|_| TuneError::Value(ParamError::Invalid))?;
+    if mb > u64::from(cache_mb_max()) {
+        return Err(TuneError::CacheTooBig);
+    }
+    Ok(mb as u32)
+}
+
+/// Sets `name` to `value` in `cfg`, or changes nothing.
+pub(crate) fn apply(cfg: &mut Settings, name: &str, value: &str) -> Result<(), TuneError> {
     match Tunable::from_name(name).ok_or(TuneError::UnknownName)? {
         Tunable::Enabled => {
-            *enabled = parse_bool(value)?;
+            cfg.enabled = parse_bool(value)?;
+            Ok(())
+        }
+        Tunable::CacheMb => {
+            cfg.cache_mb = parse_cache_mb(value)?;
             Ok(())
         }
         Tunable::Gate(_) => {
             // Parse into a copy so a refused value leaves `params` untouched.
-            let mut next = *params;
+            let mut next = cfg.params;
             next.set(name, value).map_err(TuneError::Value)?;
-            *params = next;
+            cfg.params = next;
             Ok(())
         }
     }
 }
 
 /// Writes the current value of `t`.
-pub(crate) fn show(params: &Params, enabled: bool, t: Tunable, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+pub(crate) fn show(cfg: &Settings, t: Tunable, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
     match t {
-        Tunable::Enabled => write!(w, "{}", u8::from(enabled)),
-        Tunable::Gate(id) => write_q16(params.get_q16(id), w),
+        Tunable::Enabled => write!(w, "{}", u8::from(cfg.enabled)),
+        Tunable::CacheMb => write!(w, "{}", cfg.cache_mb),
+        Tunable::Gate(id) => write_q16(cfg.params.get_q16(id), w),
     }
 }
 
@@ -138,11 +186,13 @@ pub(crate) trait DeviceTuning: Send + Sync {
     fn write_histograms(&self, w: &mut dyn core::fmt::Write) -> core::fmt::Result;
     /// Zeroes the counters.
     fn reset_stats(&self);
+    /// Forgets every cached block.
+    fn drop_cache(&self) {}
 }
 
 /// Handles `dmsetup message <dev> 0 <args...>`: `set <param> <value>`,
-/// `get <param>` (the value goes to `out`) and `reset_stats`. A refused
-/// message logs one line and changes nothing.
+/// `get <param>` (the value goes to `out`), `reset_stats` and `drop_cache`.
+/// A refused message logs one line and changes nothing.
 pub(crate) fn message(dev: &dyn DeviceTuning, args: &[&str], out: &mut dyn core::fmt::Write) -> Result {
     let word = |i: usize| args.get(i).copied().unwrap_or("");
     let refuse = |why: &str, e: Error| -> Result {
@@ -164,7 +214,11 @@ pub(crate) fn message(dev: &dyn DeviceTuning, args: &[&str], out: &mut dyn core:
             dev.reset_stats();
             Ok(())
         }
-        _ => refuse("usage: set <param> <value> | get <param> | reset_stats", EINVAL),
+        ("drop_cache", 1) => {
+            dev.drop_cache();
+            Ok(())
+        }
+        _ => refuse("usage: set <param> <value> | get <param> | reset_stats | drop_cache", EINVAL),
     }
 }
 
@@ -173,6 +227,7 @@ pub(crate) fn message(dev: &dyn DeviceTuning, args: &[&str], out: &mut dyn core:
 pub(crate) struct Defaults {
     values: [AtomicI32; ParamId::ALL.len()],
     enabled: AtomicI32,
+    cache_mb: AtomicU32,
 }
 
 pub(crate) static DEFAULTS: Defaults = Defaults::new();
@@ -191,27 +246,29 @@ impl Defaults {
                 AtomicI32::new(d.learning_rate),
             ],
             enabled: AtomicI32::new(1),
+            cache_mb: AtomicU32::new(CACHE_MB_DEFAULT),
         }
     }
 
     /// The defaults a new device starts with.
-    pub(crate) fn load(&self) -> (Params, bool) {
-        let mut p = Params::DEFAULT;
+    pub(crate) fn load(&self) -> Settings {
+        let mut params = Params::DEFAULT;
         for (id, v) in ParamId::ALL.iter().zip(self.values.iter()) {
             // Stored values were validated when set, so this cannot fail.
-            let _ = p.set_q16(*id, v.load(Relaxed));
+            let _ = params.set_q16(*id, v.load(Relaxed));
         }
-        (p, self.enabled.load(Relaxed) != 0)
+        Settings { params, enabled: self.enabled.load(Relaxed) != 0, cache_mb: self.cache_mb.load(Relaxed) }
     }
 
     /// Sets one default through the same parser as everything else.
     pub(crate) fn set(&self, name: &str, value: &str) -> Result<(), TuneError> {
-        let (mut p, mut enabled) = self.load();
-        apply(&mut p, &mut enabled, name, value)?;
+        let mut cfg = self.load();
+        apply(&mut cfg, name, value)?;
         for (id, v) in ParamId::ALL.iter().zip(self.values.iter()) {
-            v.store(p.get_q16(*id), Relaxed);
+            v.store(cfg.params.get_q16(*id), Relaxed);
         }
-        self.enabled.store(i32::from(enabled), Relaxed);
+        self.enabled.store(i32::from(cfg.enabled), Relaxed);
+        self.cache_mb.store(cfg.cache_mb, Relaxed);
         Ok(())
     }
 }

@@ -7,6 +7,9 @@
 #include <linux/device-mapper.h>
 #include <linux/timekeeping.h>
 #include <linux/mman.h>
+#include <linux/bio.h>
+#include <linux/shrinker.h>
+#include <linux/delay.h>
 #include <kunit/test.h>
 #include <kunit/test-bug.h>
 #include "../shim/aether_shim.h"
@@ -14,3 +17,5 @@
 /* Macros with casts that bindgen cannot evaluate (as rust/bindings does). */
 const fmode_t AETHER_CONST_FMODE_READ = FMODE_READ;
 const fmode_t AETHER_CONST_FMODE_WRITE = FMODE_WRITE;
+/* Speculative memory: never sleep, never reclaim, never warn. */
+const gfp_t AETHER_CONST_GFP_SPECULATIVE = GFP_NOWAIT | __GFP_NOWARN;

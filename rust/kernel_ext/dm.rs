@@ -24,6 +24,17 @@ use kernel::{
 pub(crate) enum MapResult {
     /// The bio was remapped; device-mapper submits it (`DM_MAPIO_REMAPPED`).
     Remapped,
+    /// The target served the bio itself: the layer ends it with this status
+    /// once `map` has returned (and the per-bio data is complete), then
+    /// reports `DM_MAPIO_SUBMITTED`. `end_io` still runs for it.
+    Complete(BlkStatus),
+    /// Fail the bio with an I/O error (`DM_MAPIO_KILL`).
+    #[allow(dead_code)] // Layer API; aether itself never fails a bio.
+    Kill,
+    /// Give the bio back to device-mapper to map again later
+    /// (`DM_MAPIO_REQUEUE`).
+    #[allow(dead_code)] // Layer API; aether never needs to requeue.
+    Requeue,
 }
 
 /// Which `dmsetup` view a status call is for.
@@ -42,8 +53,15 @@ pub(crate) enum StatusType {
 pub(crate) struct BlkStatus(u8);
 
 impl BlkStatus {
+    /// Success (`BLK_STS_OK`).
+    pub(crate) const OK: Self = Self(0);
+
     pub(crate) fn is_ok(self) -> bool {
         self.0 == 0
+    }
+
+    pub(super) fn from_raw(v: u8) -> Self {
+        Self(v)
     }
 }
 
@@ -188,11 +206,13 @@ impl DmDev {
         unsafe { CStr::from_char_ptr((*self.dev).name.as_ptr()) }
     }
 
-    /// Size of the device in sectors.
-    pub(crate) fn sectors(&self) -> u64 {
+    /// Whether the device takes `REQ_NOWAIT` bios (fails them rather than
+    /// wait); stacked drivers without the flag reject such bios outright.
+    pub(crate) fn supports_nowait(&self) -> bool {
         // SAFETY: `bdev()` is a live block device.
-        unsafe { bindings::aether_bdev_nr_sectors(self.bdev()) }
+        unsafe { bindings::aether_bdev_nowait(self.bdev()) }
     }
+
 }
 
 impl Drop for DmDev {
@@ -228,7 +248,8 @@ impl DeviceVisitor {
 /// The callbacks of a device-mapper target; one `Self` per table line.
 pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// Per-bio state device-mapper reserves in front of every bio it maps.
-    type PerBio: Copy;
+    /// Every bio's starts as `Default` before `map` sees it.
+    type PerBio: Copy + Default;
 
     /// Data the registration owns and every constructor sees.
     type Context: Send + Sync;
@@ -240,15 +261,23 @@ pub(crate) trait TargetOperations: Sized + Send + Sync + 'static {
     /// [`Target::set_error`] so `dmsetup` can say why.
     fn ctr(ctx: &Self::Context, target: &mut Target, args: &[&CStr]) -> Result<Pin<KBox<Self>>>;
 
-    /// Maps a bio: remap it to an underlying device. The returned per-bio
-    /// state is what `end_io` gets for this bio.
-    fn map(&self, target: &Target, bio: &mut Bio) -> (MapResult, Self::PerBio);
+    /// Maps a bio: remap it to an underlying device, or serve it. What `map`
+    /// leaves in `per_bio` is what `end_io` gets for this bio.
+    fn map(&self, target: &Target, bio: &mut Bio, per_bio: &mut Self::PerBio) -> MapResult;
 
     /// Observes a bio's completion (possibly in hard-IRQ context).
     fn end_io(&self, bio: &Bio, per_bio: &Self::PerBio, status: BlkStatus);
 
     /// The table became the device's live table (`dmsetup resume`).
     fn resume(&self, _target: &Target) {}
+
+    /// The device is about to suspend; bios may still be mapped. May sleep.
+    fn presuspend(&self, _target: &Target) {}
+
+    /// The device is suspended: no bio is in flight through the target and
+    /// none will be mapped until `resume`. Wait here for the target's own
+    /// I/O. May sleep.
+    fn postsuspend(&self, _target: &Target) {}
 
     /// Writes `dmsetup status`/`table` output.
     fn status(&self, kind: StatusType, out: &mut ResultWriter<'_>);
@@ -370,15 +399,32 @@ impl<T: TargetOperations> VTable<T> {
     unsafe extern "C" fn map(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
         // SAFETY: `map` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
-        // SAFETY: device-mapper hands us this bio exclusively until we return.
-        let mut b = unsafe { Bio::from_raw(bio) };
-        let (result, state) = this.map(&Target { ptr: ti }, &mut b);
         // SAFETY: The bio belongs to a target of type `T` (see `per_bio`). The
-        // per-bio data is written here, before the bio can complete, so
-        // `end_io` always reads initialised data.
-        unsafe { per_bio::<T>(bio).write(state) };
+        // per-bio data is initialised before `map` sees it, so `end_io`
+        // always reads initialised data.
+        let pb = unsafe {
+            let pb = per_bio::<T>(bio);
+            pb.write(T::PerBio::default());
+            &mut *pb
+        };
+        let result = {
+            // SAFETY: device-mapper hands us this bio exclusively until we return.
+            let mut b = unsafe { Bio::from_raw(bio) };
+            this.map(&Target { ptr: ti }, &mut b, pb)
+        };
         match result {
             MapResult::Remapped => bindings::DM_MAPIO_REMAPPED as c_int,
+            MapResult::Complete(status) => {
+                // SAFETY: `map` has returned, so nothing borrows the bio or its
+                // per-bio data any more; the bio is still ours to end, once.
+                unsafe {
+                    (*bio).bi_status = status.0;
+                    bindings::bio_endio(bio);
+                }
+                bindings::DM_MAPIO_SUBMITTED as c_int
+            }
+            MapResult::Kill => bindings::DM_MAPIO_KILL as c_int,
+            MapResult::Requeue => bindings::DM_MAPIO_REQUEUE as c_int,
         }
     }
 
@@ -406,6 +452,24 @@ impl<T: TargetOperations> VTable<T> {
         // SAFETY: `resume` runs between a successful `ctr` and `dtr`.
         let this = unsafe { private::<T>(ti) };
         this.resume(&Target { ptr: ti });
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.presuspend` between `ctr` and `dtr`.
+    unsafe extern "C" fn presuspend(ti: *mut bindings::dm_target) {
+        // SAFETY: `presuspend` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        this.presuspend(&Target { ptr: ti });
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper as `target_type.postsuspend` between `ctr` and `dtr`.
+    unsafe extern "C" fn postsuspend(ti: *mut bindings::dm_target) {
+        // SAFETY: `postsuspend` runs between a successful `ctr` and `dtr`.
+        let this = unsafe { private::<T>(ti) };
+        this.postsuspend(&Target { ptr: ti });
     }
 
     /// # Safety
@@ -522,6 +586,8 @@ impl<T: TargetOperations> Registration<T> {
                 message: Some(VTable::<T>::message),
                 iterate_devices: Some(VTable::<T>::iterate_devices),
                 resume: Some(VTable::<T>::resume),
+                presuspend: Some(VTable::<T>::presuspend),
+                postsuspend: Some(VTable::<T>::postsuspend),
                 ..Default::default()
             };
             // SAFETY: `slot` is valid for writes (pin-init contract) and pinned, so

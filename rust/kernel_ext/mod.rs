@@ -9,13 +9,17 @@
 
 pub(crate) mod bindings;
 pub(crate) mod bio;
+pub(crate) mod bio_pool;
 pub(crate) mod debugfs;
 pub(crate) mod dm;
 pub(crate) mod fmt;
 pub(crate) mod kunit;
 pub(crate) mod moduleparam;
+pub(crate) mod page;
 pub(crate) mod percpu;
 pub(crate) mod print;
+pub(crate) mod shrinker;
+pub(crate) mod sync;
 pub(crate) mod time;
 pub(crate) mod vfs;
 pub(crate) mod zeroable;

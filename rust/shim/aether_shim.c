@@ -16,9 +16,9 @@ void aether_bio_set_dev(struct bio *bio, struct block_device *bdev)
 	bio_set_dev(bio, bdev);
 }
 
-sector_t aether_bdev_nr_sectors(struct block_device *bdev)
+bool aether_bdev_nowait(struct block_device *bdev)
 {
-	return bdev_nr_sectors(bdev);
+	return bdev_nowait(bdev);
 }
 
 void *aether_alloc_percpu(size_t size, size_t align)
@@ -42,6 +42,80 @@ int aether_next_possible_cpu(int cpu)
 	unsigned int next = cpumask_next(cpu, cpu_possible_mask);
 
 	return next < nr_cpu_ids ? (int)next : -1;
+}
+
+unsigned long aether_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void aether_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}
+
+bool aether_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave(lock, *flags);
+}
+
+struct page *aether_alloc_page(gfp_t gfp)
+{
+	return alloc_page(gfp);
+}
+
+void aether_get_page(struct page *page)
+{
+	get_page(page);
+}
+
+void aether_put_page(struct page *page)
+{
+	put_page(page);
+}
+
+unsigned long aether_totalram_pages(void)
+{
+	return totalram_pages();
+}
+
+/*
+ * Copies cached pages into a bio's data, starting @offset bytes into
+ * pages[0]. bio_for_each_segment is a macro, hence here. False if the bio
+ * is longer than the pages.
+ */
+bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsigned int npages,
+				unsigned int offset)
+{
+	struct bio_vec bv;
+	struct bvec_iter iter;
+
+	bio_for_each_segment(bv, bio, iter) {
+		unsigned int done = 0;
+		char *dst = bvec_kmap_local(&bv);
+
+		while (done < bv.bv_len) {
+			unsigned int n = min(bv.bv_len - done, (unsigned int)PAGE_SIZE - offset);
+
+			if (!npages) {
+				kunmap_local(dst);
+				return false;
+			}
+			memcpy(dst + done, (char *)page_address(*pages) + offset, n);
+			done += n;
+			offset += n;
+			if (offset == PAGE_SIZE) {
+				offset = 0;
+				pages++;
+				npages--;
+			}
+		}
+		kunmap_local(dst);
+	}
+	return true;
 }
 
 /*
@@ -89,3 +163,4 @@ AETHER_PARAM(lambda3, "Gate weight of the steady-velocity observable, [-16, 16] 
 AETHER_PARAM(bias, "Gate bias, [-16, 16] (default -1.5)");
 AETHER_PARAM(learning_rate, "Online learning rate for phi, [0, 1] (default 0.00390625)");
 AETHER_PARAM(enabled, "Whether new devices run the gate (0/1, default 1)");
+AETHER_PARAM(cache_mb, "Prefetch cache budget of new devices, MiB, up to half of RAM (default 64)");

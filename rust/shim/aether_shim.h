@@ -14,15 +14,27 @@
 #include <linux/moduleparam.h>
 #include <linux/percpu.h>
 #include <linux/seq_file.h>
+#include <linux/shrinker.h>
+#include <linux/spinlock.h>
+#include <linux/mm.h>
 
 /* Static inlines and macros. */
 void aether_bio_set_dev(struct bio *bio, struct block_device *bdev);
-sector_t aether_bdev_nr_sectors(struct block_device *bdev);
+bool aether_bdev_nowait(struct block_device *bdev);
 void *aether_alloc_percpu(size_t size, size_t align);
 void *aether_raw_cpu_ptr(void *ptr);
 void *aether_per_cpu_ptr(void *ptr, int cpu);
 int aether_next_possible_cpu(int cpu);
 bool aether_ratelimit(void);
+unsigned long aether_spin_lock_irqsave(spinlock_t *lock);
+void aether_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+bool aether_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+struct page *aether_alloc_page(gfp_t gfp);
+void aether_get_page(struct page *page);
+void aether_put_page(struct page *page);
+unsigned long aether_totalram_pages(void);
+bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsigned int npages,
+				unsigned int offset);
 
 /* debugfs file operations; the callbacks are Rust (kernel_ext/debugfs.rs). */
 extern const struct file_operations aether_debugfs_fops;

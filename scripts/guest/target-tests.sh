@@ -236,9 +236,9 @@ REF=t0
 t_eq "table shows the args as given" "0 $S0 aether $MM0 4 epsilon 0.5 lambda1 3" "$(dmsetup table t0)"
 t_eq "table args took effect (message get)" "0.5 3" "$(mget t0 epsilon) $(mget t0 lambda1)"
 t_eq "table args took effect (debugfs)" "0.5 3" "$(dget t0 epsilon) $(dget t0 lambda1)"
-t_check "debugfs dir has the 8 tunables, stats and latency_histogram" \
-    sh -c "cd $DBG/t0 && for f in $TUNABLES stats latency_histogram; do test -f \$f || exit 1; done"
-t_eq "debugfs modes: tunables 0644, stats/histogram 0444" "-rw-r--r-- x8 -r--r--r-- x2" \
+t_check "debugfs dir has the 9 tunables (cache_mb too), stats and latency_histogram" \
+    sh -c "cd $DBG/t0 && for f in $TUNABLES cache_mb stats latency_histogram; do test -f \$f || exit 1; done"
+t_eq "debugfs modes: tunables 0644, stats/histogram 0444" "-rw-r--r-- x9 -r--r--r-- x2" \
     "$(ls -l $DBG/t0 | awk 'NR > 0 && $1 ~ /^-/ { c[$1]++ } END { printf "-rw-r--r-- x%d -r--r--r-- x%d", c["-rw-r--r--"], c["-r--r--r--"] }')"
 t_eq "status is key=value pairs only" "" "$(dmsetup status t0 | cut -d' ' -f4- | tr ' ' '\n' | grep . | grep -v '^[a-z0-9_]*=-\{0,1\}[0-9][0-9.]*$')"
 for k in reads read_bytes writes write_bytes flushes discards gate_open gate_closed enabled; do

@@ -113,9 +113,12 @@ pub enum NoReserve {
 /// What [`BlockCache::serve`] found for a demand read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serve {
-    /// Every block was valid; the payloads were handed to the caller.
+    /// The first `blocks` blocks were valid; their payloads were handed to
+    /// the caller. Fewer than asked only when a prefix was allowed.
     Hit {
-        /// Blocks read for the first time (the rest were read before).
+        /// Blocks served.
+        blocks: u32,
+        /// Of those, blocks read for the first time.
         first_use: u32,
     },
     /// Not all blocks were valid.
@@ -288,12 +291,12 @@ where
     }
 
     /// Changes the budget; evicts at once down to it (at most the capacity).
-    pub fn set_limit(&mut self, limit: u32, sink: &mut impl FnMut(StreamId, Outcome, u32)) {
+    pub fn set_limit(&mut self, limit: u32, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) {
         self.occ.limit = limit.min(self.capacity());
         self.evict_to_limit(sink);
     }
 
-    fn evict_to_limit(&mut self, sink: &mut impl FnMut(StreamId, Outcome, u32)) {
+    fn evict_to_limit(&mut self, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) {
         while self.occ.used() > self.occ.limit {
             if !self.evict_one(sink) {
                 break;
@@ -416,7 +419,7 @@ where
     /// Takes slot `i` out of the index and frees it (payload dropped, the
     /// generation moved on so a pending fill is refused). Reports an unused
     /// block as wasted.
-    fn release(&mut self, i: u32, sink: &mut impl FnMut(StreamId, Outcome, u32)) {
+    fn release(&mut self, i: u32, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) {
         let (st, stream) = {
             let s = self.slot(i);
             (s.state, s.stream)
@@ -448,7 +451,7 @@ where
 
     /// Evicts one block: the least recently served consumed block, else the
     /// oldest unused one. False if only in-flight blocks are left.
-    fn evict_one(&mut self, sink: &mut impl FnMut(StreamId, Outcome, u32)) -> bool {
+    fn evict_one(&mut self, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) -> bool {
         let victim = match self.heads[List::Consumed as usize] {
             NIL => self.heads[List::Unused as usize],
             c => c,
@@ -462,7 +465,7 @@ where
 
     /// Evicts up to `n` blocks that are not in flight (for a shrinker).
     /// Returns how many were freed.
-    pub fn shrink(&mut self, n: u32, sink: &mut impl FnMut(StreamId, Outcome, u32)) -> u32 {
+    pub fn shrink(&mut self, n: u32, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) -> u32 {
         let mut freed = 0;
         while freed < n && self.evict_one(sink) {
             freed += 1;
@@ -476,11 +479,14 @@ where
     }
 
     /// Forgets every block (in-flight reads will be dropped when they
-    /// complete). Unused blocks count as wasted.
-    pub fn clear(&mut self, sink: &mut impl FnMut(StreamId, Outcome, u32)) {
+    /// complete). An administrator's decision, not the prefetcher's: no
+    /// outcome is reported. Returns how many unused blocks were dropped.
+    pub fn clear(&mut self) -> u32 {
+        let mut unused = 0;
         for i in 0..self.capacity() {
-            self.release(i, sink);
+            self.release(i, &mut |_, _, n| unused += n);
         }
+        unused
     }
 
     /// Reserves `block` for a prefetch read on behalf of `stream`, evicting
@@ -489,7 +495,7 @@ where
         &mut self,
         block: u64,
         stream: StreamId,
-        sink: &mut impl FnMut(StreamId, Outcome, u32),
+        sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized),
     ) -> Result<Ticket, NoReserve> {
         if self.find(block) != NIL {
             return Err(NoReserve::Present);
@@ -549,42 +555,59 @@ where
         }
     }
 
-    /// A demand read of blocks `[first, first + n)`. If all are valid, calls
-    /// `take` with each payload in order, marks them consumed and reports
-    /// first uses as timely. Otherwise marks in-flight blocks late (reported
-    /// as late) and serves nothing.
+    /// A demand read of blocks `[first, first + n)`. If all are valid and
+    /// `n <= max`, or at least one leading block is valid and `prefix` is
+    /// allowed, serves the leading valid blocks (at most `max`): calls `take`
+    /// with each payload in order, marks them consumed and reports first
+    /// uses as timely. Otherwise marks in-flight blocks late (reported as
+    /// late) and serves nothing.
     pub fn serve(
         &mut self,
         first: u64,
         n: u32,
-        sink: &mut impl FnMut(StreamId, Outcome, u32),
-        mut take: impl FnMut(&P),
+        max: u32,
+        prefix: bool,
+        sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized),
+        take: impl FnMut(&P),
     ) -> Serve {
         let mut valid_prefix = 0;
+        while valid_prefix < n {
+            let i = self.find(first.wrapping_add(u64::from(valid_prefix)));
+            if i == NIL || !matches!(self.slot(i).state, State::Unused | State::Consumed) {
+                break;
+            }
+            valid_prefix += 1;
+        }
+        if valid_prefix > 0 && ((valid_prefix == n && n <= max) || prefix) {
+            let blocks = valid_prefix.min(max);
+            return Serve::Hit { blocks, first_use: self.take_blocks(first, blocks, sink, take) };
+        }
         let mut in_flight = 0;
-        let mut all_valid = true;
         for k in 0..n as u64 {
             let i = self.find(first.wrapping_add(k));
-            let st = if i == NIL { State::Free } else { self.slot(i).state };
-            match st {
-                State::Unused | State::Consumed if all_valid => valid_prefix += 1,
-                State::Unused | State::Consumed => {}
-                State::InFlight => {
-                    all_valid = false;
-                    in_flight += 1;
-                    let s = self.slot_mut(i);
-                    if !s.late {
-                        s.late = true;
-                        let stream = s.stream;
-                        sink(stream, Outcome::Late, 1);
-                    }
-                }
-                State::Free => all_valid = false,
+            if i == NIL || self.slot(i).state != State::InFlight {
+                continue;
+            }
+            in_flight += 1;
+            let s = self.slot_mut(i);
+            if !s.late {
+                s.late = true;
+                let stream = s.stream;
+                sink(stream, Outcome::Late, 1);
             }
         }
-        if !all_valid || n == 0 {
-            return Serve::Miss { valid_prefix, in_flight };
-        }
+        Serve::Miss { valid_prefix, in_flight }
+    }
+
+    /// Hands the payloads of the (valid) blocks `[first, first + n)` to
+    /// `take` and marks them consumed. Returns the first uses.
+    fn take_blocks(
+        &mut self,
+        first: u64,
+        n: u32,
+        sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized),
+        mut take: impl FnMut(&P),
+    ) -> u32 {
         let mut first_use = 0;
         for k in 0..n as u64 {
             let i = self.find(first.wrapping_add(k));
@@ -608,13 +631,13 @@ where
             // Most recently served goes last in eviction order.
             self.push_tail(List::Consumed, i);
         }
-        Serve::Hit { first_use }
+        first_use
     }
 
     /// A write or discard of blocks `[first, first + n)` is about to be sent
     /// down: forget them (unused ones count as wasted; in-flight ones will be
     /// dropped as stale). Returns how many blocks were cached or in flight.
-    pub fn invalidate(&mut self, first: u64, n: u64, sink: &mut impl FnMut(StreamId, Outcome, u32)) -> u32 {
+    pub fn invalidate(&mut self, first: u64, n: u64, sink: &mut (impl FnMut(StreamId, Outcome, u32) + ?Sized)) -> u32 {
         let used = self.occ.used();
         if used == 0 {
             return 0;
@@ -720,7 +743,7 @@ mod tests {
 
     fn read(c: &mut C, ev: &mut Events, first: u64, n: u32) -> (Serve, Vec<u64>) {
         let mut got = Vec::new();
-        let r = c.serve(first, n, &mut |s, o, k| ev.0.push((s, o, k)), |p| got.push(*p));
+        let r = c.serve(first, n, 64, false, &mut |s, o, k| ev.0.push((s, o, k)), |p| got.push(*p));
         (r, got)
     }
 
@@ -741,12 +764,12 @@ mod tests {
         }
         assert_eq!(c.occupancy().unused, 4);
         let (r, got) = read(&mut c, &mut ev, 100, 4);
-        assert_eq!(r, Serve::Hit { first_use: 4 });
+        assert_eq!(r, Serve::Hit { blocks: 4, first_use: 4 });
         assert_eq!(got, vec![1000, 1010, 1020, 1030]);
         assert_eq!(ev.count(Outcome::Timely), 4);
         // A second read of the same blocks is a hit but not a first use.
         let (r, _) = read(&mut c, &mut ev, 101, 2);
-        assert_eq!(r, Serve::Hit { first_use: 0 });
+        assert_eq!(r, Serve::Hit { blocks: 2, first_use: 0 });
         assert_eq!(ev.count(Outcome::Timely), 4);
         assert_eq!(c.occupancy().consumed, 4);
     }
@@ -763,6 +786,15 @@ mod tests {
         let (r, _) = read(&mut c, &mut ev, 9, 2);
         assert_eq!(r, Serve::Miss { valid_prefix: 0, in_flight: 0 });
         assert_eq!(c.occupancy().unused, 2, "a miss consumes nothing");
+        // With a prefix allowed, the valid head is served, at most `max`.
+        let mut got = Vec::new();
+        let r = c.serve(10, 3, 1, true, &mut |_, _, _| {}, |p| got.push(*p));
+        assert_eq!(r, Serve::Hit { blocks: 1, first_use: 1 });
+        assert_eq!(got, vec![100]);
+        let r = c.serve(10, 3, 8, true, &mut |_, _, _| {}, |p| got.push(*p));
+        assert_eq!(r, Serve::Hit { blocks: 2, first_use: 1 });
+        // Without it, a range larger than `max` is not served even if valid.
+        assert!(matches!(c.serve(10, 2, 1, false, &mut |_, _, _| {}, |_| {}), Serve::Miss { valid_prefix: 2, .. }));
     }
 
     #[test]
@@ -777,7 +809,7 @@ mod tests {
         c.fill(t, 50).unwrap();
         // Filled late: it is consumed, so evicting it is not waste.
         assert_eq!(c.state_of(5), State::Consumed);
-        c.clear(&mut |s, o, n| ev.0.push((s, o, n)));
+        assert_eq!(c.clear(), 0);
         assert_eq!(ev.count(Outcome::Wasted), 0);
     }
 
@@ -952,7 +984,7 @@ mod tests {
                 }
                 3 => {
                     let mut got = Vec::new();
-                    if let Serve::Hit { .. } = c.serve(b, 1, &mut sink, |p| got.push(*p)) {
+                    if let Serve::Hit { .. } = c.serve(b, 1, 64, false, &mut sink, |p| got.push(*p)) {
                         let (_, v) = model[&b];
                         assert_eq!(got, vec![v]);
                         model.insert(b, (State::Consumed, v));

@@ -459,15 +459,14 @@ type BlockCache = aether_core::cache::BlockCache<(), Vec<aether_core::cache::Slo
 /// readahead)
 /// holds what demand reads returned; a read's missing runs go down as bios
 /// to the prefetcher, whose own cache is `aether_core::cache::BlockCache`
-/// of `prefetch_blocks` blocks, the kernel's implementation: a bio is
-/// served from it only if every block is valid; a bio whose blocks are all
-/// cached or in flight waits for the in-flight ones (they are reported
-/// late), any other bio goes to the device.  Writes invalidate both levels
+/// of `prefetch_blocks` blocks, the kernel's implementation: the target
+/// serves a bio's valid head from it (64 blocks at a time) and sends the
+/// rest to the device (in-flight blocks found there are reported late).  Writes invalidate both levels
 /// and fence the block cache until they complete.  Outcomes are the block
 /// cache's (timely on first use, late, wasted on eviction or invalidation),
 /// aggregated per (stream, outcome) and delivered after each request.
 pub fn run_dm(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Config) -> Metrics {
-    use aether_core::cache::{buckets_for, Slot, State};
+    use aether_core::cache::{buckets_for, Slot};
     use aether_core::StreamId;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -586,40 +585,34 @@ pub fn run_dm(workload: &str, reqs: &[Req], policy: &mut dyn Policy, cfg: &Confi
                     while b <= last && !pc.contains(b) {
                         b += 1;
                     }
-                    let n = (b - s) as u32;
-                    let served = bc.serve(s, n, &mut |st, o, k| events.push((st, o, k)), |_| {});
-                    let ready = match served {
-                        aether_core::cache::Serve::Hit { .. } => {
-                            resident += n as u64;
-                            t
-                        }
-                        aether_core::cache::Serve::Miss { .. } if (s..b).all(|x| bc.state_of(x) != State::Free) => {
-                            // Everything cached or in flight: wait for the
-                            // in-flight blocks, then serve the rest.
-                            let mut w = t;
-                            for x in s..b {
-                                if let Some(d) = in_flight.remove(&x) {
-                                    w = w.max(d);
+                    // The target serves the bio's valid head from the block
+                    // cache (at most COPY_MAX_PAGES = 64 blocks at a time) and
+                    // sends the rest on; a bio with no valid head goes to the
+                    // device (its in-flight blocks are reported late).
+                    let mut h = s;
+                    while h < b {
+                        let n = (b - h) as u32;
+                        match bc.serve(h, n, 64, true, &mut |st, o, k| events.push((st, o, k)), |_| {}) {
+                            aether_core::cache::Serve::Hit { blocks, .. } if blocks > 0 => {
+                                for x in h..h + blocks as u64 {
+                                    let e = Entry { ready_ns: t, prefetched: false, used: false, tag: 0, marker: false, chance: false, stamp: 0 };
+                                    pc.insert(x, e, &mut evicted);
+                                    evicted.clear();
                                 }
+                                resident += blocks as u64;
+                                h += blocks as u64;
                             }
-                            let mut keep = BinaryHeap::new();
-                            while let Some(Reverse(p)) = pending.pop() {
-                                if p.3 >= s && p.3 < b {
-                                    let _ = bc.fill(aether_core::cache::Ticket { slot: p.1, gen: p.2 }, ());
-                                } else {
-                                    keep.push(Reverse(p));
-                                }
-                            }
-                            pending = keep;
-                            let _ = bc.serve(s, n, &mut |st, o, k| events.push((st, o, k)), |_| {});
-                            w
+                            _ => break,
                         }
-                        aether_core::cache::Serve::Miss { .. } => {
-                            let d = dev.submit(t, n as u64 * 4096);
-                            demand_reads += 1;
-                            policy.on_latency(d - t);
-                            d
-                        }
+                    }
+                    let s = h;
+                    let ready = if s < b {
+                        let d = dev.submit(t, (b - s) * 4096);
+                        demand_reads += 1;
+                        policy.on_latency(d - t);
+                        d
+                    } else {
+                        t
                     };
                     for x in s..b {
                         let e = Entry { ready_ns: ready, prefetched: false, used: false, tag: 0, marker: false, chance: false, stamp: 0 };

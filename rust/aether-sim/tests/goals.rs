@@ -92,17 +92,13 @@ fn linux_ra_covers_large_sequential_requests() {
 }
 
 /// The common lookahead cap (256 KiB) bounds every policy on 1 MiB reads:
-/// Leap and AMP prefetch at most a quarter of each read; aether, whose
-/// prefetch cache serves a bio only when all of it is cached, does not
-/// prefetch requests larger than the cap at all (no waste, no coverage).
+/// at most a quarter of each read can be prefetched.
 #[test]
 fn lookahead_cap_binds_every_policy() {
-    for p in ["leap", "amp"] {
+    for p in ["leap", "amp", "aether"] {
         let m = get("loaders-1m", p);
         assert!(m.coverage <= 0.26 && m.coverage >= 0.2, "{p}: {m:?}");
     }
-    let a = get("loaders-1m", "aether");
-    assert!(a.prefetched_blocks == 0 && a.coverage == 0.0, "{a:?}");
 }
 
 /// Backward scans: neither Linux nor AMP follows them; aether does.
@@ -130,26 +126,13 @@ fn lsm_learning_does_not_close_the_gate() {
 /// Pairs (workload, baseline) where the baseline dominates aether: higher
 /// coverage or hit ratio (by > 0.5 pp) at no more waste (+ 0.5 pp).  See
 /// "Where a baseline wins" in Documentation/algorithm.rst.
-/// `loaders-1m`: aether does not prefetch requests larger than the 256 KiB
-/// cap (its cache cannot serve part of a bio); every baseline covers part
-/// of each read.  The other three are hit-ratio wins on streams of 64 and
-/// 128 KiB requests, where the cap is shorter than the device latency:
-/// aether's window then keeps every read slightly late (no read finds its
-/// data resident, but each waits only the remainder), while the baselines
-/// alternate resident hits with full misses.  Mean read latency is lower
-/// with aether in those three (`known_wins_cost_more_latency`).
-const KNOWN_BASELINE_WINS: &[(&str, &str)] = &[
-    ("loaders-1m", "linux-ra"),
-    ("loaders-1m", "leap"),
-    ("loaders-1m", "amp"),
-    ("loaders-128k", "amp"),
-    ("lsm", "linux-ra"),
-    ("lsm", "amp"),
-];
+/// `loaders-1m`: Leap's hit ratio is 0.8 pp higher (19.2% vs 18.4%) at
+/// equal coverage and waste; aether's mean latency is lower.
+const KNOWN_BASELINE_WINS: &[(&str, &str)] = &[("loaders-1m", "leap")];
 
 #[test]
 fn known_wins_cost_more_latency() {
-    for (w, b) in KNOWN_BASELINE_WINS.iter().filter(|(w, _)| *w != "loaders-1m") {
+    for (w, b) in KNOWN_BASELINE_WINS {
         let (a, m) = (get(w, "aether"), get(w, b));
         assert!(
             a.mean_read_latency_us < m.mean_read_latency_us,
@@ -176,29 +159,23 @@ fn baseline_wins_are_the_documented_ones() {
     assert_eq!(wins, KNOWN_BASELINE_WINS, "the table of baseline wins changed: update algorithm.rst");
 }
 
-/// Suite totals (blocks summed over all workloads).  With `loaders-1m`
-/// (a quarter of all demand blocks, which aether does not prefetch) AMP
-/// covers more at less waste; without it no baseline covers more than
-/// aether at no more waste.
+/// Suite totals (blocks summed over all workloads): no baseline covers
+/// more than aether at no more waste.
 #[test]
 fn suite_totals() {
-    let total = |p: &str, skip: &str| {
+    let total = |p: &str| {
         let (mut used, mut pf, mut demand) = (0u64, 0u64, 0u64);
-        for m in suite().iter().filter(|m| m.policy == p && m.workload != skip) {
+        for m in suite().iter().filter(|m| m.policy == p) {
             used += m.used_blocks;
             pf += m.prefetched_blocks;
             demand += m.demand_blocks;
         }
         (used as f64 / demand as f64, (pf - used) as f64 / demand as f64)
     };
-    let (ac, aw) = total("aether", "");
-    let (mc, mw) = total("amp", "");
-    println!("all: aether {ac:.4} / {aw:.4}, amp {mc:.4} / {mw:.4}");
-    assert!(mc > ac && mw <= aw, "AMP no longer dominates the suite totals: update algorithm.rst");
-    let (ac, aw) = total("aether", "loaders-1m");
+    let (ac, aw) = total("aether");
     for b in ["linux-ra", "leap", "amp"] {
-        let (bc, bw) = total(b, "loaders-1m");
-        println!("without loaders-1m: {b} {bc:.4} / {bw:.4}; aether {ac:.4} / {aw:.4}");
+        let (bc, bw) = total(b);
+        println!("suite {b}: coverage {bc:.4} waste {bw:.4}; aether {ac:.4} {aw:.4}");
         assert!(ac >= bc || aw < bw, "{b} covers more ({bc} > {ac}) at no more waste ({bw} <= {aw})");
     }
 }
