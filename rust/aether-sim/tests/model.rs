@@ -246,3 +246,38 @@ fn linux_ra_window_sequence_matches_6_12() {
     assert_eq!(&p.1[..3], &[(0, 32, None), (32, 32, Some(32)), (64, 32, Some(64))]);
     assert!(m.coverage > 0.9, "{m:?}");
 }
+
+/// The linux-ra model against the real kernel: the device requests of
+/// buffered sequential reads of the raw namespace in the guest (Linux
+/// 6.12.117, `read_ahead_kb = 128`, cold cache, `tests/data/linux-6.12-ra.txt`,
+/// captured by `scripts/guest/trace-ra.sh`) are exactly the model's
+/// readahead windows for the same reads, 16 KiB and 128 KiB requests.
+#[test]
+fn linux_ra_matches_the_guest_trace() {
+    use aether_sim::policy::LinuxRa;
+    let data = include_str!("data/linux-6.12-ra.txt");
+    for bs in [16u64, 128] {
+        let begin = format!("@@RA-{bs}-BEGIN@@");
+        let end = format!("@@RA-{bs}-END@@");
+        let real: Vec<(u64, u64)> = data
+            .lines()
+            .skip_while(|l| *l != begin)
+            .skip(1)
+            .take_while(|l| *l != end)
+            .map(|l| {
+                let f: Vec<u64> = l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+                (f[0], f[1])
+            })
+            .collect();
+        assert!(real.len() > 10, "{bs}: {real:?}");
+        let pages = bs / 4;
+        let mut csv = String::from("ts_us,op,lba,sectors\n");
+        for i in 0..(2048 / bs) {
+            csv.push_str(&format!(",R,{},{}\n", i * pages * 8, pages * 8));
+        }
+        let mut p = Recorder(LinuxRa::new(32), vec![]);
+        run("t", &reqs(&csv), &mut p, &Config::default());
+        let model: Vec<(u64, u64)> = p.1.iter().map(|&(b, n, _)| (b * 8, n * 8)).collect();
+        assert_eq!(model, real, "bs={bs} KiB");
+    }
+}
