@@ -5,6 +5,7 @@
 
 pub mod bind;
 pub mod cpus;
+pub mod nvme;
 pub mod parse;
 pub mod plan;
 pub mod sys;
