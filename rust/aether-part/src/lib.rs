@@ -3,6 +3,7 @@
 //! Every filesystem root (sysfs, procfs, /dev, the cgroup v2 mount and the state
 //! directory) comes from [`sys::Roots`], so the logic runs against fixture trees in tests.
 
+pub mod bench;
 pub mod bind;
 pub mod cpus;
 pub mod nvme;
