@@ -261,7 +261,7 @@ expect 1 "bench of a device still on nvme is refused"
 has "$ERR" "rather than vfio-pci; run 'aether-part bind $B1' first" "refusal says to bind first"
 "$AP" pattern 8M > /tmp/pat && dd if=/tmp/pat of="/dev/$NS1" bs=1M conv=fsync 2>/dev/null
 echo 3 > /proc/sys/vm/drop_caches
-dd if="/dev/$NS1" of=/tmp/ref bs=1M count=16 2>/dev/null
+dd if="/dev/$NS1" of=/tmp/ref bs=1M count=8 2>/dev/null
 if cmp -s /tmp/pat /tmp/ref; then ok "kernel wrote the 8 MiB pattern to $NS1 and read it back"; else nok "kernel read-back of the pattern on $NS1"; fi
 cp /tmp/ref /tmp/bad && printf 'X' | dd of=/tmp/bad bs=1 seek=20480 conv=notrunc 2>/dev/null
 ap bind "$B1"

@@ -159,7 +159,10 @@ pub fn bench(r: &Roots, b: &Bdf, o: &Opts) -> Report {
     };
     let mut h = Handshake { bdf: b.to_string(), ..Default::default() };
     let res = vfio::with_device(r, b, &mut h, |container, bar, h| run(container, bar, h, o, &sig, &mut rep));
+    // The last step (BAR0 unmapped, group detached) happens after the teardown of `run`.
+    let last = if h.steps.last().is_some_and(|s| s.starts_with("BAR0 unmapped")) { h.steps.pop() } else { None };
     rep.steps.append(&mut h.steps);
+    rep.teardown.extend(last);
     rep.cap = h.cap;
     rep.doorbell_stride = 4 << rep.cap.dstrd;
     if let Err(e) = res {
