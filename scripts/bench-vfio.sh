@@ -7,9 +7,9 @@
 # build/bench-vfio/results.json (console log: build/bench-vfio/console.log).
 #
 #   scripts/bench-vfio.sh [SECONDS [ROUNDS [CELLS]]]
-#       SECONDS per run (default 3), ROUNDS (default 1), CELLS a comma list of
+#       SECONDS per run (default 2), ROUNDS (default 3), CELLS a comma list of
 #       PATTERN:BS:QD (default random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,
-#       seq:128k:1,seq:128k:32,stride:4:4k:32). About 2 minutes with the defaults.
+#       seq:128k:1,seq:128k:32,stride:4:4k:32). About 5 minutes with the defaults.
 #
 # Ratios are reported, not asserted: under TCG they are indicative only (see
 # Documentation/aether-part.rst, "Read path"). Exit status: 0 when the run
@@ -17,7 +17,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-secs=${1:-3} rounds=${2:-1} cells=${3:-}
+secs=${1:-2} rounds=${2:-3} cells=${3:-}
 [[ $secs =~ ^[0-9]+$ && $rounds =~ ^[0-9]+$ ]] || die "usage: bench-vfio.sh [SECONDS [ROUNDS [CELLS]]]"
 out=$AETHER_ROOT/build/bench-vfio
 mkdir -p "$out"

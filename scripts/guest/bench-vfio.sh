@@ -18,8 +18,8 @@
 . /aether/guest/lib.sh
 
 [ -f /aether/job.args ] && set -- $(cat /aether/job.args)
-SECS=${1:-3}
-ROUNDS=${2:-1}
+SECS=${1:-2}
+ROUNDS=${2:-3}
 CELLS=${3:-"random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:32"}
 CELLS=$(echo "$CELLS" | tr ',' ' ')
 SPAN=64M
