@@ -6,6 +6,8 @@
 #   kernel_irq   fio io_uring, O_DIRECT, completions by interrupt   (aether0)
 #   kernel_poll  fio io_uring hipri (IOPOLL) on nvme.poll_queues=1  (aether0)
 #   user_poll    aether-part bench: VFIO, one polled queue pair     (aether1)
+#   user_prefetch  the same with --prefetch: aether-core's engine reads ahead
+#                into a user-space cache (QD1 cells only: one synchronous reader)
 #
 # aether1 stays on vfio-pci for the whole run, aether0 with the kernel; both
 # hold the same prefilled data. Every cell runs all three paths, the order
@@ -20,7 +22,7 @@
 [ -f /aether/job.args ] && set -- $(cat /aether/job.args)
 SECS=${1:-2}
 ROUNDS=${2:-3}
-CELLS=${3:-"random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:32"}
+CELLS=${3:-"random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:1,stride:4:4k:32"}
 CELLS=$(echo "$CELLS" | tr ',' ' ')
 SPAN=64M
 PATHS="kernel_irq kernel_poll user_poll"
@@ -73,9 +75,9 @@ fio_run() {
         awk -F';' '$1 == 3 { p = $18; q = $19; r = $20; sub(/.*=/, "", p); sub(/.*=/, "", q); sub(/.*=/, "", r)
                              printf "%d %.1f %s %s %s\n", $8, $7 * 1024 / 1e6, p, q, r; exit }'
 }
-# user_run PATTERN BS QD: the same fields from aether-part bench --json.
+# user_run PATTERN BS QD [--prefetch]: the same fields from aether-part bench --json.
 user_run() {
-    $AP bench "$B1" --json --pattern "$1" --bs "$2" --qd "$3" --seconds "$SECS" --span $SPAN >/tmp/ub.json 2>/tmp/ub.err || return 1
+    $AP bench "$B1" --json --pattern "$1" --bs "$2" --qd "$3" --seconds "$SECS" --span $SPAN $4 >/tmp/ub.json 2>/tmp/ub.err || return 1
     awk -F': ' '{ gsub(/[ ,]/, "", $1); gsub(/[ ,"]/, "", $2) }
         $1 == "\"iops\"" { i = $2 } $1 == "\"mb_s\"" { m = $2 } $1 == "\"p50_us\"" { a = $2 }
         $1 == "\"p99_us\"" { b = $2 } $1 == "\"p999_us\"" { c = $2 }
@@ -87,8 +89,8 @@ r=1 k=0
 while [ "$r" -le "$ROUNDS" ]; do
     for cell in $CELLS; do
         qd=${cell##*:}; rest=${cell%:*}; bs=${rest##*:}; pat=${rest%:*}
-        order=$PATHS; i=0
-        while [ $i -lt $((k % 3)) ]; do set -- $order; order="$2 $3 $1"; i=$((i + 1)); done
+        order=$PATHS; [ "$qd" = 1 ] && order="$order user_prefetch"; i=0
+        while [ $i -lt $((k % 4)) ]; do set -- $order; f=$1; shift; order="$* $f"; i=$((i + 1)); done
         k=$((k + 1))
         line="# round $r $cell:"
         for p in $order; do
@@ -96,6 +98,8 @@ while [ "$r" -le "$ROUNDS" ]; do
                 kernel_irq) v=$(fio_run 0 "$pat" "$bs" "$qd") ;;
                 kernel_poll) v=$(fio_run 1 "$pat" "$bs" "$qd") ;;
                 user_poll) v=$(user_run "$pat" "$bs" "$qd") || { sed 's/^/#   /' /tmp/ub.err; v=""; } ;;
+                user_prefetch) v=$(user_run "$pat" "$bs" "$qd" --prefetch) || { sed 's/^/#   /' /tmp/ub.err; v=""; }
+                    echo "# round $r $cell prefetch: $(grep -E '"(hits|late|misses|wasted|extents_issued)"' /tmp/ub.json | tr -d ' \n')" ;;
             esac
             set -- $v
             case "${1:-}" in ''|*[!0-9]*|0) fail "$p failed on $cell (round $r): $(head -3 /tmp/fio.err /tmp/ub.err 2>/dev/null)" ;; esac
@@ -127,13 +131,14 @@ ratio() {
 }
 
 echo "@@BENCH-TABLE-BEGIN@@"
-printf '%-16s %-12s %9s %8s %9s %9s %9s %10s\n' cell path IOPS MB/s p50_us p99_us p99.9_us "x_kern_irq"
+printf '%-16s %-13s %9s %8s %9s %9s %9s %10s\n' cell path IOPS MB/s p50_us p99_us p99.9_us "x_kern_irq"
 rows=""
 for cell in $CELLS; do
     cj=""
-    for p in $PATHS; do
+    for p in $PATHS user_prefetch; do
+        grep -q " $cell $p " /tmp/runs || continue
         rt=$(ratio "$cell" "$p" kernel_irq)
-        printf '%-16s %-12s %9s %8s %9s %9s %9s %10s\n' "$cell" "$p" "$(med "$cell" $p 4)" "$(med "$cell" $p 5)" \
+        printf '%-16s %-13s %9s %8s %9s %9s %9s %10s\n' "$cell" "$p" "$(med "$cell" $p 4)" "$(med "$cell" $p 5)" \
             "$(med "$cell" $p 6)" "$(med "$cell" $p 7)" "$(med "$cell" $p 8)" "$rt"
         cj="$cj${cj:+, }\"$p\": {\"iops\": $(med "$cell" $p 4), \"mb_s\": $(med "$cell" $p 5), \"p50_us\": $(med "$cell" $p 6), \"p99_us\": $(med "$cell" $p 7), \"p999_us\": $(med "$cell" $p 8), \"iops_vs_kernel_irq\": $rt}"
     done

@@ -298,6 +298,15 @@ ap bench "$B1" --pattern stride:3 --qd 32 --bs 4k --span 8M --seconds 1 --verify
 expect 0 "bench stride:3 4k QD32 with --verify"
 has "$OUT" " IOPS, .* MB/s, latency us: mean .* p50 .* p99 .* p99.9 " "text output has IOPS, MB/s and percentiles"
 grep -E 'IOPS|verify' "$OUT" | diag
+# --prefetch: aether-core's engine reads ahead into a user-space cache; data must still match.
+ap bench "$B1" --json --prefetch --pattern seq --bs 4k --span 8M --ios 2048 --seconds 120 --verify /tmp/ref
+expect 0 "bench --prefetch seq over 8 MiB with --verify"
+has "$OUT" '"mismatches": 0' "prefetched data matches kernel-read data"
+has "$OUT" '"hits": [1-9]' "sequential reads were served from prefetched extents"
+grep -E '"(hits|late|misses|extents_issued|wasted|engine_gate_fired)"' "$OUT" | tr -d ' \n' | sed 's/^/# /'; echo
+ap bench "$B1" --prefetch --pattern stride:4 --bs 4k --span 8M --seconds 1 --verify-crc
+expect 0 "bench --prefetch stride:4 with --verify-crc"
+grep prefetch "$OUT" | diag
 ap bench "$B1" --pattern seq --ios 16 --verify /tmp/bad
 expect 1 "a corrupted reference is caught"
 has "$ERR" "byte 20480 differs from the --verify file" "the first differing byte is named"

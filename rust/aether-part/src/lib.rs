@@ -9,6 +9,7 @@ pub mod cpus;
 pub mod nvme;
 pub mod parse;
 pub mod plan;
+pub mod prefetch;
 pub mod sys;
 #[doc(hidden)]
 pub mod testkit;

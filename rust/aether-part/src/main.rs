@@ -101,6 +101,13 @@ enum Cmd {
         /// Let reads beyond the namespace reach the device (tests status reporting).
         #[arg(long, hide = true)]
         unchecked_span: bool,
+        /// Drive aether-core's prefetch engine (as in the kernel target) into a user-space
+        /// cache of 32 extents; needs --qd 1 (one synchronous reader).
+        #[arg(long)]
+        prefetch: bool,
+        /// Microseconds of busy work after each read before the next (as fio's thinktime).
+        #[arg(long, default_value_t = 0, value_name = "US")]
+        think_us: u64,
     },
     /// Write SIZE bytes of the self-checking pattern that `bench --verify-crc` checks to stdout
     /// (for writing to a device with dd before `bind`).
@@ -279,7 +286,7 @@ fn run(cmd: Cmd, json: bool, ctx: &Ctx) -> ExitCode {
             }
             if h.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
-        Cmd::Bench { bdf, pattern, qd, bs, seconds, ios, offset, span, verify, verify_crc, nsid, seed, unchecked_span } => {
+        Cmd::Bench { bdf, pattern, qd, bs, seconds, ios, offset, span, verify, verify_crc, nsid, seed, unchecked_span, prefetch, think_us } => {
             let out = Out { json, command: "bench" };
             let b = match plan::parse_bdfs(r, &[bdf]) {
                 Ok(b) => b[0],
@@ -303,6 +310,8 @@ fn run(cmd: Cmd, json: bool, ctx: &Ctx) -> ExitCode {
                     seed,
                     timeout: ctx.timeout,
                     unchecked: unchecked_span,
+                    prefetch,
+                    think: Duration::from_micros(think_us),
                 })
             })();
             let opts = match opts {

@@ -164,6 +164,7 @@ fn bench_refuses_bad_options_before_touching_the_device() {
         (&["bench", "00:05.0", "--offset", "100"], "--offset 100 must be a multiple of 4096"),
         (&["bench", "00:05.0", "--span", "4k", "--bs", "8k"], "smaller than --bs"),
         (&["bench", "00:05.0", "--verify", "/nonexistent/ref"], "--verify /nonexistent/ref"),
+        (&["bench", "00:05.0", "--prefetch", "--qd", "4"], "--prefetch models one synchronous reader"),
         (&["bench", "00:09.0"], "unknown PCI device 0000:00:09.0"),
         (&["pattern", "100"], "multiples of 4096"),
     ];
