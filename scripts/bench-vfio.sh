@@ -2,14 +2,17 @@
 # `make bench-vfio`: boots QEMU (TCG) with intel-iommu and two emulated NVMe
 # controllers, nvme.poll_queues=1 on the kernel command line, and runs
 # scripts/guest/bench-vfio.sh: the same read patterns through kernel io_uring
-# (interrupts), kernel io_uring polled (hipri) and aether-part bench (VFIO,
-# user-space polled). Prints one table and saves the JSON in
+# (interrupts), kernel io_uring polled (hipri), aether-part bench (VFIO,
+# user-space polled) and, for QD1 cells, aether-part bench --prefetch
+# (aether-core's engine reading ahead into a user-space cache). Prints one
+# table and saves the JSON in
 # build/bench-vfio/results.json (console log: build/bench-vfio/console.log).
 #
 #   scripts/bench-vfio.sh [SECONDS [ROUNDS [CELLS]]]
 #       SECONDS per run (default 2), ROUNDS (default 3), CELLS a comma list of
-#       PATTERN:BS:QD (default random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,
-#       seq:128k:1,seq:128k:32,stride:4:4k:32). About 5 minutes with the defaults.
+#       PATTERN:BS:QD[+THINK_US] (default random:4k:1,random:4k:32,seq:4k:1,
+#       seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:1,stride:4:4k:32,
+#       seq:4k:1+50,stride:4:4k:1+50). About 8 minutes with the defaults.
 #
 # Ratios are reported, not asserted: under TCG they are indicative only (see
 # Documentation/aether-part.rst, "Read path"). Exit status: 0 when the run

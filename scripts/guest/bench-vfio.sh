@@ -15,14 +15,15 @@
 # and the median over rounds is reported. Prints a table between
 # @@BENCH-TABLE-BEGIN/END@@ and JSON between @@BENCH-JSON-BEGIN/END@@.
 #
-# Args: SECONDS ROUNDS "CELLS" where a cell is PATTERN:BS:QD
-# (PATTERN seq, random or stride:N).
+# Args: SECONDS ROUNDS "CELLS" where a cell is PATTERN:BS:QD[+THINK_US]
+# (PATTERN seq, random or stride:N; THINK_US busy time after each read, as
+# fio's thinktime: the reader's own work, which prefetching can overlap).
 . /aether/guest/lib.sh
 
 [ -f /aether/job.args ] && set -- $(cat /aether/job.args)
 SECS=${1:-2}
 ROUNDS=${2:-3}
-CELLS=${3:-"random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:1,stride:4:4k:32"}
+CELLS=${3:-"random:4k:1,random:4k:32,seq:4k:1,seq:4k:32,seq:128k:1,seq:128k:32,stride:4:4k:1,stride:4:4k:32,seq:4k:1+50,stride:4:4k:1+50"}
 CELLS=$(echo "$CELLS" | tr ',' ' ')
 SPAN=64M
 PATHS="kernel_irq kernel_poll user_poll"
@@ -62,7 +63,7 @@ rm -f /tmp/pat
 $AP bind "$B1" >/tmp/bind.out 2>&1 || { cat /tmp/bind.out; fail "bind $B1"; }
 t_ok "prefilled $SPAN on both controllers; $B1 on vfio-pci"
 
-# fio_run HIPRI PATTERN BS QD: "iops mbs p50 p99 p999" (latencies in us).
+# fio_run HIPRI PATTERN BS QD THINK: "iops mbs p50 p99 p999" (latencies in us).
 fio_run() {
     case $2 in
         seq) rw=read ;;
@@ -70,14 +71,15 @@ fio_run() {
         stride:*) rw="read:$(( (${2#stride:} - 1) * $(bytes "$3") ))" ;;
     esac
     fio --name=b --filename=/dev/$NS0 --ioengine=io_uring --hipri="$1" --direct=1 --rw="$rw" --bs="$3" \
-        --iodepth="$4" --size=$SPAN --runtime="$SECS" --time_based --norandommap --randrepeat=0 \
+        --iodepth="$4" --thinktime="$5" --thinktime_spin="$5" --size=$SPAN --runtime="$SECS" --time_based --norandommap --randrepeat=0 \
         --lat_percentiles=1 --percentile_list=50:99:99.9 --output-format=terse --terse-version=3 2>/tmp/fio.err |
         awk -F';' '$1 == 3 { p = $18; q = $19; r = $20; sub(/.*=/, "", p); sub(/.*=/, "", q); sub(/.*=/, "", r)
                              printf "%d %.1f %s %s %s\n", $8, $7 * 1024 / 1e6, p, q, r; exit }'
 }
-# user_run PATTERN BS QD [--prefetch]: the same fields from aether-part bench --json.
+# user_run PATTERN BS QD THINK [--prefetch]: the same fields from aether-part bench --json.
 user_run() {
-    $AP bench "$B1" --json --pattern "$1" --bs "$2" --qd "$3" --seconds "$SECS" --span $SPAN $4 >/tmp/ub.json 2>/tmp/ub.err || return 1
+    $AP bench "$B1" --json --pattern "$1" --bs "$2" --qd "$3" --think-us "$4" --seconds "$SECS" --span $SPAN $5 \
+        >/tmp/ub.json 2>/tmp/ub.err || return 1
     awk -F': ' '{ gsub(/[ ,]/, "", $1); gsub(/[ ,"]/, "", $2) }
         $1 == "\"iops\"" { i = $2 } $1 == "\"mb_s\"" { m = $2 } $1 == "\"p50_us\"" { a = $2 }
         $1 == "\"p99_us\"" { b = $2 } $1 == "\"p999_us\"" { c = $2 }
@@ -88,17 +90,18 @@ user_run() {
 r=1 k=0
 while [ "$r" -le "$ROUNDS" ]; do
     for cell in $CELLS; do
-        qd=${cell##*:}; rest=${cell%:*}; bs=${rest##*:}; pat=${rest%:*}
+        think=0; case $cell in *+*) think=${cell#*+} ;; esac
+        base=${cell%+*}; qd=${base##*:}; rest=${base%:*}; bs=${rest##*:}; pat=${rest%:*}
         order=$PATHS; [ "$qd" = 1 ] && order="$order user_prefetch"; i=0
         while [ $i -lt $((k % 4)) ]; do set -- $order; f=$1; shift; order="$* $f"; i=$((i + 1)); done
         k=$((k + 1))
         line="# round $r $cell:"
         for p in $order; do
             case $p in
-                kernel_irq) v=$(fio_run 0 "$pat" "$bs" "$qd") ;;
-                kernel_poll) v=$(fio_run 1 "$pat" "$bs" "$qd") ;;
-                user_poll) v=$(user_run "$pat" "$bs" "$qd") || { sed 's/^/#   /' /tmp/ub.err; v=""; } ;;
-                user_prefetch) v=$(user_run "$pat" "$bs" "$qd" --prefetch) || { sed 's/^/#   /' /tmp/ub.err; v=""; }
+                kernel_irq) v=$(fio_run 0 "$pat" "$bs" "$qd" "$think") ;;
+                kernel_poll) v=$(fio_run 1 "$pat" "$bs" "$qd" "$think") ;;
+                user_poll) v=$(user_run "$pat" "$bs" "$qd" "$think") || { sed 's/^/#   /' /tmp/ub.err; v=""; } ;;
+                user_prefetch) v=$(user_run "$pat" "$bs" "$qd" "$think" --prefetch) || { sed 's/^/#   /' /tmp/ub.err; v=""; }
                     echo "# round $r $cell prefetch: $(grep -E '"(hits|late|misses|wasted|extents_issued)"' /tmp/ub.json | tr -d ' \n')" ;;
             esac
             set -- $v
@@ -131,16 +134,16 @@ ratio() {
 }
 
 echo "@@BENCH-TABLE-BEGIN@@"
-printf '%-16s %-13s %9s %8s %9s %9s %9s %10s\n' cell path IOPS MB/s p50_us p99_us p99.9_us "x_kern_irq"
+printf '%-18s %-13s %9s %8s %9s %9s %9s %10s %11s\n' cell path IOPS MB/s p50_us p99_us p99.9_us x_kern_irq x_user_poll
 rows=""
 for cell in $CELLS; do
     cj=""
     for p in $PATHS user_prefetch; do
         grep -q " $cell $p " /tmp/runs || continue
-        rt=$(ratio "$cell" "$p" kernel_irq)
-        printf '%-16s %-13s %9s %8s %9s %9s %9s %10s\n' "$cell" "$p" "$(med "$cell" $p 4)" "$(med "$cell" $p 5)" \
-            "$(med "$cell" $p 6)" "$(med "$cell" $p 7)" "$(med "$cell" $p 8)" "$rt"
-        cj="$cj${cj:+, }\"$p\": {\"iops\": $(med "$cell" $p 4), \"mb_s\": $(med "$cell" $p 5), \"p50_us\": $(med "$cell" $p 6), \"p99_us\": $(med "$cell" $p 7), \"p999_us\": $(med "$cell" $p 8), \"iops_vs_kernel_irq\": $rt}"
+        rt=$(ratio "$cell" "$p" kernel_irq); ru=$(ratio "$cell" "$p" user_poll)
+        printf '%-18s %-13s %9s %8s %9s %9s %9s %10s %11s\n' "$cell" "$p" "$(med "$cell" $p 4)" "$(med "$cell" $p 5)" \
+            "$(med "$cell" $p 6)" "$(med "$cell" $p 7)" "$(med "$cell" $p 8)" "$rt" "$ru"
+        cj="$cj${cj:+, }\"$p\": {\"iops\": $(med "$cell" $p 4), \"mb_s\": $(med "$cell" $p 5), \"p50_us\": $(med "$cell" $p 6), \"p99_us\": $(med "$cell" $p 7), \"p999_us\": $(med "$cell" $p 8), \"iops_vs_kernel_irq\": $rt, \"iops_vs_user_poll\": $ru}"
     done
     rows="$rows${rows:+,
     }{\"cell\": \"$cell\", $cj, \"user_poll_vs_kernel_poll\": $(ratio "$cell" user_poll kernel_poll)}"
