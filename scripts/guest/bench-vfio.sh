@@ -17,7 +17,8 @@
 #
 # Args: SECONDS ROUNDS "CELLS" where a cell is PATTERN:BS:QD[+THINK_US]
 # (PATTERN seq, random or stride:N; THINK_US busy time after each read, as
-# fio's thinktime: the reader's own work, which prefetching can overlap).
+# fio's thinktime: the reader's own work, which prefetching can overlap;
+# fio sleeps it, bench spins it: thinktime_spin hangs fio 3.33 here).
 . /aether/guest/lib.sh
 
 [ -f /aether/job.args ] && set -- $(cat /aether/job.args)
@@ -71,7 +72,7 @@ fio_run() {
         stride:*) rw="read:$(( (${2#stride:} - 1) * $(bytes "$3") ))" ;;
     esac
     fio --name=b --filename=/dev/$NS0 --ioengine=io_uring --hipri="$1" --direct=1 --rw="$rw" --bs="$3" \
-        --iodepth="$4" --thinktime="$5" --thinktime_spin="$5" --size=$SPAN --runtime="$SECS" --time_based --norandommap --randrepeat=0 \
+        --iodepth="$4" --thinktime="$5" --size=$SPAN --runtime="$SECS" --time_based --norandommap --randrepeat=0 \
         --lat_percentiles=1 --percentile_list=50:99:99.9 --output-format=terse --terse-version=3 2>/tmp/fio.err |
         awk -F';' '$1 == 3 { p = $18; q = $19; r = $20; sub(/.*=/, "", p); sub(/.*=/, "", q); sub(/.*=/, "", r)
                              printf "%d %.1f %s %s %s\n", $8, $7 * 1024 / 1e6, p, q, r; exit }'

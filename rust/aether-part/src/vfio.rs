@@ -2,8 +2,8 @@
 //!
 //! Structures and constants come from the rust-vmm `vfio-bindings` crate. The crate does
 //! not carry the ioctl request numbers (bindgen cannot expand `_IO()`), so they are built
-//! with nix's `request_code_none!` from the crate's `VFIO_TYPE` and `VFIO_BASE`, using the
-//! offsets of <linux/vfio.h>.
+//! with rust-vmm's `vmm_sys_util::ioctl_io_nr!` from the crate's `VFIO_TYPE` and `VFIO_BASE`,
+//! using the offsets of <linux/vfio.h>, and called through `vmm_sys_util::ioctl`.
 
 use crate::parse::Bdf;
 use crate::nvme;
@@ -22,19 +22,82 @@ use std::time::{Duration, Instant};
 use vfio_bindings::bindings::vfio::*;
 
 mod ioc {
+    //! The VFIO ioctls, all `_IO(VFIO_TYPE, VFIO_BASE + n)`: request numbers from rust-vmm's
+    //! `vmm_sys_util::ioctl_io_nr!` over `vfio-bindings`' constants, calls through its
+    //! `ioctl_with_*` helpers. Each wrapper turns a negative return into the errno.
+    //!
+    //! # Safety (every function)
+    //!
+    //! `fd` must be an open fd of the kind the ioctl is for (container, group or device), and
+    //! the argument must point to a live value of the type `<linux/vfio.h>` gives the ioctl,
+    //! with `argsz` set where it has one; the kernel may write through `*mut` arguments.
+    use std::io::{Error, Result};
+    use std::os::fd::RawFd;
+    use std::os::raw::{c_int, c_ulong};
     use vfio_bindings::bindings::vfio::*;
-    const B: u32 = VFIO_BASE;
-    nix::ioctl_none_bad!(get_api_version, nix::request_code_none!(VFIO_TYPE, B));
-    nix::ioctl_write_int_bad!(check_extension, nix::request_code_none!(VFIO_TYPE, B + 1));
-    nix::ioctl_write_int_bad!(set_iommu, nix::request_code_none!(VFIO_TYPE, B + 2));
-    nix::ioctl_readwrite_bad!(group_get_status, nix::request_code_none!(VFIO_TYPE, B + 3), vfio_group_status);
-    nix::ioctl_write_ptr_bad!(group_set_container, nix::request_code_none!(VFIO_TYPE, B + 4), i32);
-    nix::ioctl_none_bad!(group_unset_container, nix::request_code_none!(VFIO_TYPE, B + 5));
-    nix::ioctl_write_ptr_bad!(group_get_device_fd, nix::request_code_none!(VFIO_TYPE, B + 6), u8);
-    nix::ioctl_readwrite_bad!(device_get_info, nix::request_code_none!(VFIO_TYPE, B + 7), vfio_device_info);
-    nix::ioctl_readwrite_bad!(device_get_region_info, nix::request_code_none!(VFIO_TYPE, B + 8), vfio_region_info);
-    nix::ioctl_write_ptr_bad!(iommu_map_dma, nix::request_code_none!(VFIO_TYPE, B + 13), vfio_iommu_type1_dma_map);
-    nix::ioctl_readwrite_bad!(iommu_unmap_dma, nix::request_code_none!(VFIO_TYPE, B + 14), vfio_iommu_type1_dma_unmap);
+    use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_ptr, ioctl_with_val};
+    use vmm_sys_util::ioctl_io_nr;
+
+    const T: u32 = VFIO_TYPE as u32;
+    ioctl_io_nr!(VFIO_GET_API_VERSION, T, VFIO_BASE);
+    ioctl_io_nr!(VFIO_CHECK_EXTENSION, T, VFIO_BASE + 1);
+    ioctl_io_nr!(VFIO_SET_IOMMU, T, VFIO_BASE + 2);
+    ioctl_io_nr!(VFIO_GROUP_GET_STATUS, T, VFIO_BASE + 3);
+    ioctl_io_nr!(VFIO_GROUP_SET_CONTAINER, T, VFIO_BASE + 4);
+    ioctl_io_nr!(VFIO_GROUP_UNSET_CONTAINER, T, VFIO_BASE + 5);
+    ioctl_io_nr!(VFIO_GROUP_GET_DEVICE_FD, T, VFIO_BASE + 6);
+    ioctl_io_nr!(VFIO_DEVICE_GET_INFO, T, VFIO_BASE + 7);
+    ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, T, VFIO_BASE + 8);
+    ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, T, VFIO_BASE + 13);
+    ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, T, VFIO_BASE + 14);
+
+    fn res(r: c_int) -> Result<i32> {
+        if r < 0 { Err(Error::last_os_error()) } else { Ok(r) }
+    }
+    pub unsafe fn get_api_version(fd: RawFd) -> Result<i32> {
+        // SAFETY: no argument; `fd` is open (caller).
+        res(unsafe { ioctl(&fd, VFIO_GET_API_VERSION()) })
+    }
+    pub unsafe fn check_extension(fd: RawFd, ext: c_int) -> Result<i32> {
+        // SAFETY: the argument is an int by value; `fd` is an open container (caller).
+        res(unsafe { ioctl_with_val(&fd, VFIO_CHECK_EXTENSION(), ext as c_ulong) })
+    }
+    pub unsafe fn set_iommu(fd: RawFd, kind: c_int) -> Result<i32> {
+        // SAFETY: the argument is an int by value; `fd` is an open container (caller).
+        res(unsafe { ioctl_with_val(&fd, VFIO_SET_IOMMU(), kind as c_ulong) })
+    }
+    pub unsafe fn group_get_status(fd: RawFd, st: *mut vfio_group_status) -> Result<i32> {
+        // SAFETY: `st` points to a live vfio_group_status with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_GROUP_GET_STATUS(), st) })
+    }
+    pub unsafe fn group_set_container(fd: RawFd, container: *const i32) -> Result<i32> {
+        // SAFETY: `container` points to a live int holding an open container fd (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_GROUP_SET_CONTAINER(), container) })
+    }
+    pub unsafe fn group_unset_container(fd: RawFd) -> Result<i32> {
+        // SAFETY: no argument; `fd` is an open group (caller).
+        res(unsafe { ioctl(&fd, VFIO_GROUP_UNSET_CONTAINER()) })
+    }
+    pub unsafe fn group_get_device_fd(fd: RawFd, name: *const u8) -> Result<i32> {
+        // SAFETY: `name` points to a NUL-terminated device name (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_GROUP_GET_DEVICE_FD(), name) })
+    }
+    pub unsafe fn device_get_info(fd: RawFd, info: *mut vfio_device_info) -> Result<i32> {
+        // SAFETY: `info` points to a live vfio_device_info with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_DEVICE_GET_INFO(), info) })
+    }
+    pub unsafe fn device_get_region_info(fd: RawFd, ri: *mut vfio_region_info) -> Result<i32> {
+        // SAFETY: `ri` points to a live vfio_region_info with argsz and index set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_DEVICE_GET_REGION_INFO(), ri) })
+    }
+    pub unsafe fn iommu_map_dma(fd: RawFd, map: *const vfio_iommu_type1_dma_map) -> Result<i32> {
+        // SAFETY: `map` points to a live vfio_iommu_type1_dma_map with argsz set (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_IOMMU_MAP_DMA(), map) })
+    }
+    pub unsafe fn iommu_unmap_dma(fd: RawFd, u: *mut vfio_iommu_type1_dma_unmap) -> Result<i32> {
+        // SAFETY: `u` points to a live vfio_iommu_type1_dma_unmap with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_IOMMU_UNMAP_DMA(), u) })
+    }
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -688,7 +751,9 @@ mod tests {
     #[test]
     fn ioctl_numbers_are_vfio_io() {
         // _IO(';', 100) = 0x3b64; the VFIO ioctls are all argument-less _IO numbers.
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE), 0x3b64);
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 13), 0x3b71);
+        assert_eq!(ioc::VFIO_GET_API_VERSION(), 0x3b64);
+        assert_eq!(ioc::VFIO_GROUP_GET_DEVICE_FD(), 0x3b6a);
+        assert_eq!(ioc::VFIO_IOMMU_MAP_DMA(), 0x3b71);
+        assert_eq!(ioc::VFIO_IOMMU_UNMAP_DMA(), 0x3b72);
     }
 }
