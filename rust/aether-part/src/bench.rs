@@ -250,7 +250,7 @@ fn run(container: &File, bar: &Bar, h: &mut Handshake, o: &Opts, sig: &SignalFd,
         r
     });
     // Quiet the device before its memory goes: disable (again, if teardown already did), unmap.
-    bar.w32(0x14, 0);
+    bar.w32(vfio::REG_CC, 0);
     match dma.unmap() {
         Ok(()) => rep.teardown.push("DMA buffer unmapped from the IOMMU".into()),
         Err(e) => {

@@ -393,7 +393,7 @@ impl Drop for Dma<'_> {
 
 const PAGE: usize = 4096;
 const IOVA: u64 = 0x1000_0000;
-const REG_CC: usize = 0x14;
+pub(crate) const REG_CC: usize = 0x14;
 const REG_CSTS: usize = 0x1c;
 const REG_AQA: usize = 0x24;
 const REG_ASQ: usize = 0x28;
