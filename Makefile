@@ -5,11 +5,12 @@
 #   make demo       boot QEMU with an emulated NVMe and show aether working
 #   make test       host tests, KUnit suites and integration tests in QEMU
 #   make bench      fio raw NVMe vs aether in one QEMU run (ratios)
+#   make bench-vfio kernel io_uring (irq, polled) vs aether-part's VFIO polled reads (ratios)
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo bench clean
+.PHONY: all module setup kernel kernel-image kernel-dir test demo bench bench-vfio clean
 
 all: module
 
@@ -36,6 +37,9 @@ demo:
 
 bench:
 	@scripts/bench.sh
+
+bench-vfio:
+	@scripts/bench-vfio.sh
 
 clean:
 	rm -rf target aether.ko *.o *.mod *.mod.c .*.cmd modules.order Module.symvers \

@@ -6,6 +6,7 @@
 #     --nvme N          emulated NVMe controllers, one namespace each (default 1)
 #     --disk-size SIZE  size of each NVMe namespace image (default 256M)
 #     --iommu           add intel-iommu (intremap, caching-mode) + intel_iommu=on
+#                       (and no_timer_check)
 #     --bin PATH        host binary to run in the guest (copied with its libraries
 #                       to /aether/bin); repeatable
 #     --file PATH       extra file copied to /aether/ in the guest; repeatable
@@ -107,7 +108,9 @@ machine=(-machine q35,accel=tcg -cpu max)
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic kunit.filter_glob=aether* kmemleak=on"
 if [ "$iommu" = 1 ]; then
     machine=(-machine q35,accel=tcg,kernel-irqchip=split -cpu max -device intel-iommu,intremap=on,caching-mode=on)
-    cmdline="$cmdline intel_iommu=on"
+    # no_timer_check: under a loaded TCG host the IO-APIC timer check through the
+    # interrupt-remapped IO-APIC can time out and panic the boot.
+    cmdline="$cmdline intel_iommu=on no_timer_check"
 fi
 
 logf=${logf:-$run/console.log}

@@ -94,10 +94,7 @@ impl Feedback {
                 let v = slot.swap(0, Relaxed);
                 if v & VALID != 0 {
                     let (stream, outcome, blocks) = decode(v);
-                    // One label per block; events carry at most a bio's worth.
-                    for _ in 0..blocks.min(64) {
-                        engine.on_feedback(stream, outcome);
-                    }
+                    engine.on_feedback_blocks(stream, outcome, blocks);
                 }
             }
         });

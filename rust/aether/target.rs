@@ -32,7 +32,7 @@ use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, Settings, TuneError, Tunable, DEFAULTS};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use kernel::{c_str, ffi::c_int, prelude::*, str::CStr, sync::Arc};
+use kernel::{alloc::KVBox, c_str, ffi::c_int, prelude::*, str::CStr, sync::Arc};
 
 /// Longest `dmsetup table` argument text we keep.
 const TABLE_ARGS_MAX: usize = 256;
@@ -68,7 +68,7 @@ enum BioKind {
 /// Gate state of one device: changed only under its lock.
 pub(crate) struct Gate {
     pub(crate) params: Params,
-    pub(crate) engine: KBox<Engine>,
+    pub(crate) engine: KVBox<Engine>,
     /// When queued feedback was last drained into the engine.
     last_drain_ns: u64,
 }
@@ -205,11 +205,12 @@ impl ShrinkerOps for Shared {
     }
 }
 
-/// Allocates a ready engine for a device of `capacity` sectors. The engine is
-/// built in zeroed heap memory and initialised in place: built by value it
-/// would put several KiB on the kernel stack.
-pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KBox<Engine>> {
-    let mut engine: KBox<Engine> = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
+/// Allocates a ready engine for a device of `capacity` sectors. The engine
+/// (32 KiB) is built in zeroed kvmalloc memory and initialised in place:
+/// built by value it would overflow the kernel stack, and it need not be
+/// physically contiguous.
+pub(crate) fn new_engine(params: Params, capacity: u64) -> Result<KVBox<Engine>> {
+    let mut engine: KVBox<Engine> = KVBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
     engine.reset(params);
     engine.set_capacity(capacity);
     Ok(engine)

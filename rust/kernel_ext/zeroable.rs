@@ -22,7 +22,7 @@ use crate::aether_core::depth::{Aimd, LatencyHistogram, P99Guard, HIST_BUCKETS};
 use crate::aether_core::engine::Stats;
 use crate::aether_core::gate::{Gate, GateEval, N_OBS};
 use crate::aether_core::param::Params;
-use crate::aether_core::stream::{Stream, StreamTable, HIST, PRED_BUCKETS, STREAM_SLOTS};
+use crate::aether_core::stream::{Stream, StreamTable, HIST, PRED_BUCKETS, REGION_BUCKETS, REGION_WAYS, STREAM_SLOTS};
 use crate::aether_core::Engine;
 use kernel::init::Zeroable;
 
@@ -56,9 +56,12 @@ macro_rules! zeroable_by_fields {
 }
 
 zeroable_by_fields! {
-    Engine => fields(Gate, StreamTable, P99Guard, u64, Stats, u64);
-    Gate => fields(Params, u16, [i32; N_OBS], u32, u32, u64, u64);
-    StreamTable => fields([Stream; STREAM_SLOTS], [u8; PRED_BUCKETS], u64, usize, u32);
+    Engine => fields(Gate, StreamTable, P99Guard, u64, Stats, u64, u32);
+    Gate => fields(Params, i32, u16, [i32; N_OBS], u32, u32, u64, u64);
+    StreamTable => fields(
+        [Stream; STREAM_SLOTS], [u8; PRED_BUCKETS], [[u8; REGION_WAYS]; REGION_BUCKETS], [u8; STREAM_SLOTS],
+        [u8; STREAM_SLOTS], [u64; STREAM_SLOTS], [u64; STREAM_SLOTS], u8, u8, u64, u32, u32
+    );
     P99Guard => fields(LatencyHistogram, u64, u64, u32, u32);
     LatencyHistogram => fields([u32; HIST_BUCKETS], u32);
     Aimd => fields(u32, u32, u32);
@@ -66,7 +69,7 @@ zeroable_by_fields! {
     Stats {
         reads: u64, writes: u64, new_streams: u64, gate_fired: u64, prefetches: u64, extents: u64,
         sectors: u64, timely: u64, late: u64, wasted: u64, phi: i32, epsilon_eff: u32, waste_fraction: u32,
-        depth_cap: u32, p99_ns: u64, p99_baseline_ns: u64,
+        depth_cap: u32, p99_ns: u64, p99_baseline_ns: u64, stale_feedback: u64, guard_trips: u32,
     };
     GateEval { theta: [u16; N_OBS], z: i32, p: u32, fire: bool };
     Stream {
@@ -74,6 +77,6 @@ zeroable_by_fields! {
         var_q16: i64, hist: [i32; HIST], hist_pos: u8, hist_len: u8, stride: i64, share: u8, run: u8,
         steady: bool, ahead: u32, win_cap: u32, aimd: Aimd, last_eval: GateEval, memo_q: [u32; 3],
         memo_eval: GateEval, memo_epoch: u64, memo_steady: bool, stamp: u64, last_ns: u64, stride_nreq: u32,
-        prior_q16: u32, young_sample: u32, gap_ns: u64, mark_ns: u64, mark_nreq: u32, need_cap: u32,
+        prior_q16: u32, young_sample: u32, seq_sample: u8, gap_ns: u64, mark_ns: u64, mark_nreq: u32, need_cap: u32,
     };
 }

@@ -132,6 +132,83 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // aether: random 4 KiB reads over 1 TiB with a full table of 128 live
+    // sequential streams (region probe, new stream, LRU recycling).
+    g.bench_function("aether_random_read_full_table", |b| {
+        let mut e = Engine::new(Params::default());
+        let slots = Engine::stream_slots() as u64;
+        for step in 0..16u64 {
+            for k in 0..slots {
+                e.on_read((k << 36) + step * 8, 8, step * 1000 + k);
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut now = 1_000_000u64;
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now = now.wrapping_add(1000);
+            consume(aether_step(&mut e, black_box((x >> 24) << 3), 8, now))
+        })
+    });
+
+    // aether: 100 interleaved sequential streams (prediction index path).
+    g.bench_function("aether_update_decide_interleaved100", |b| {
+        let mut e = Engine::new(Params::default());
+        let mut pos = [0u64; 100];
+        for (k, p) in pos.iter_mut().enumerate() {
+            *p = (k as u64 + 1) << 32;
+        }
+        let mut i = 0usize;
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let k = (i.wrapping_mul(37)) % 100;
+            pos[k] = pos[k].wrapping_add(8);
+            consume(aether_step(&mut e, black_box(pos[k]), 8, i as u64))
+        })
+    });
+
+    // on_write against a full table of 128 streams with open windows.
+    g.bench_function("aether_on_write_full_table", |b| {
+        let mut e = Engine::new(Params::default());
+        let slots = Engine::stream_slots() as u64;
+        for step in 0..16u64 {
+            for k in 0..slots {
+                e.on_read((k << 36) + step * 8, 8, step * 1000 + k);
+            }
+        }
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            e.on_write(black_box((x >> 24) << 3), 8, 0);
+        })
+    });
+
+    // on_feedback_blocks for a live stream of a full table.
+    g.bench_function("aether_on_feedback_blocks", |b| {
+        let mut e = Engine::new(Params::default());
+        let slots = Engine::stream_slots() as u64;
+        let mut ids = Vec::new();
+        for step in 0..16u64 {
+            for k in 0..slots {
+                let d = e.on_read((k << 36) + step * 8, 8, step * 1000 + k);
+                if step == 15 {
+                    ids.push(d.stream);
+                }
+            }
+        }
+        let mut i = 0usize;
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let id = ids[i % ids.len()];
+            let o = if i % 8 == 0 { Outcome::Wasted } else { Outcome::Timely };
+            e.on_feedback_blocks(black_box(id), o, 4);
+        })
+    });
+
     // The gate alone: three observables + sigmoid.
     g.bench_function("gate_eval_only", |b| {
         let gate = Gate::new(Params::default());

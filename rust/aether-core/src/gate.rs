@@ -28,6 +28,11 @@
 //! 1/64, over feedback events): `epsilon_eff = epsilon + (epsilon_max -
 //! epsilon) w` with `epsilon_max = (1 + epsilon) / 2`, so it always stays in
 //! `[epsilon, (1 + epsilon)/2]`.
+//!
+//! The learned `phi` is bounded to the configured value `+- pi/8` and
+//! decays back towards it (see [`Gate::decay`]): learning can tilt the
+//! basis but can never close the gate on a perfectly predictable stream,
+//! and a gate closed by a burst of waste reopens without labels.
 
 use super::fixed::{
     clamp_i64, cos_q15, rad_q16_to_brad, sat_i32, sigmoid_q16, sin_q15, BRAD_QUARTER,
@@ -62,10 +67,20 @@ pub fn quality_to_theta(q: u32) -> u16 {
     BRAD_QUARTER.wrapping_sub(((qc.wrapping_mul(BRAD_QUARTER as u32)) >> 16) as u16)
 }
 
+/// Largest distance (Q16 rad) the learned `phi` may move from the
+/// configured one: `pi/8`.  With the default lambdas and bias a stream
+/// with perfect features then has `z >= 5 cos(pi/4) - 1 = 2.54`,
+/// `P >= 0.92`, above the strictest threshold `epsilon_max = 0.8125`: the
+/// learner can never close the gate on a perfectly predictable stream.
+pub const PHI_SPAN_Q16: i32 = PI_Q16 / 8;
+
 /// The gate's learned state plus the user parameters it was built from.
 #[derive(Debug, Clone, Copy)]
 pub struct Gate {
     params: Params,
+    /// The configured `phi` (Q16 rad): the prior the learned value is
+    /// bounded around and decays back to.
+    phi0: i32,
     phi_brad: u16,
     lambda: [i32; N_OBS],
     eps_eff: u32,
@@ -81,15 +96,16 @@ impl Gate {
     /// no `..`, so a new field does not build until it is listed here too: the
     /// kernel driver allocates gates (inside engines) zero-filled and checks from these types
     /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
-    pub fn fields(&self) -> (&Params, &u16, &[i32; N_OBS], &u32, &u32, &u64, &u64) {
-        let Gate { params, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch } = self;
-        (params, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch)
+    pub fn fields(&self) -> (&Params, &i32, &u16, &[i32; N_OBS], &u32, &u32, &u64, &u64) {
+        let Gate { params, phi0, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch } = self;
+        (params, phi0, phi_brad, lambda, eps_eff, waste_ewma, updates, epoch)
     }
 
     /// Build a gate from parameters.
     pub fn new(params: Params) -> Self {
         let mut g = Gate {
             params,
+            phi0: 0,
             phi_brad: 0,
             lambda: [0; N_OBS],
             eps_eff: 0,
@@ -104,6 +120,7 @@ impl Gate {
     /// Replace the parameters; resets the learned waste estimate.
     pub fn set_params(&mut self, params: Params) {
         self.params = params;
+        self.phi0 = params.phi;
         self.phi_brad = rad_q16_to_brad(params.phi);
         self.lambda = [params.lambda1, params.lambda2, params.lambda3];
         self.waste_ewma = 0;
@@ -168,11 +185,20 @@ impl Gate {
     /// `learn_phi` is false (the stream that made the decision is gone) only
     /// the waste estimate and `epsilon_eff` are updated.
     pub fn feedback(&mut self, e: &GateEval, used: bool, learn_phi: bool) {
+        self.feedback_n(e, used, learn_phi, 1);
+    }
+
+    /// Feedback for `n` extents with the same outcome: the waste EWMA takes
+    /// `n` steps (at most 64), `phi` takes one gradient step (one label per
+    /// prefetch decision, whatever its size).
+    pub fn feedback_n(&mut self, e: &GateEval, used: bool, learn_phi: bool, n: u32) {
         self.updates = self.updates.wrapping_add(1);
-        // Waste EWMA in Q16: w += (x - w) / 64.
+        // Waste EWMA in Q16: w += (x - w) / 64, n times.
         let x: i64 = if used { 0 } else { Q16_ONE as i64 };
-        let w = self.waste_ewma as i64;
-        let w = clamp_i64(w.wrapping_add((x.wrapping_sub(w)) >> WASTE_EWMA_SHIFT), 0, Q16_ONE as i64);
+        let mut w = self.waste_ewma as i64;
+        for _ in 0..n.clamp(1, 64) {
+            w = clamp_i64(w.wrapping_add((x.wrapping_sub(w)) >> WASTE_EWMA_SHIFT), 0, Q16_ONE as i64);
+        }
         self.waste_ewma = w as u32;
         let eps = self.params.epsilon.max(0) as i64;
         let eps_max = (eps.wrapping_add(Q16_ONE as i64)) >> 1;
@@ -192,15 +218,30 @@ impl Gate {
         }
         // step = eta * err * grad, Q16: (2^16 * 2^17) >> 16 = 2^17, * 2^23 = 2^40.
         let step = ((self.params.learning_rate as i64).wrapping_mul(err) >> 16).wrapping_mul(grad) >> 16;
-        // One step never exceeds pi/8 (keeps the wrap below a single correction).
+        // One step never exceeds pi/8.
         let step = clamp_i64(step, -(PI_Q16 as i64) / 8, (PI_Q16 as i64) / 8);
-        let mut phi = (self.params.phi as i64).wrapping_add(step);
-        if phi > HALF_PI_Q16 as i64 {
-            phi = phi.wrapping_sub(PI_Q16 as i64);
-        } else if phi < -(HALF_PI_Q16 as i64) {
-            phi = phi.wrapping_add(PI_Q16 as i64);
+        self.set_phi((self.params.phi as i64).wrapping_add(step));
+    }
+
+    /// Move the learned `phi` 1/16 of the way back to the configured value
+    /// (called every [`super::engine::DECAY_READS`] reads): without it a
+    /// gate whose learning closed it would get no labels to reopen.
+    pub fn decay(&mut self) {
+        let d = (self.phi0 as i64).wrapping_sub(self.params.phi as i64);
+        if d == 0 {
+            return;
         }
-        self.params.phi = clamp_i64(phi, -(HALF_PI_Q16 as i64), HALF_PI_Q16 as i64) as i32;
+        // Round toward phi0 so that the distance reaches 0.
+        let step = if d > 0 { d.saturating_add(15) >> 4 } else { d >> 4 };
+        self.set_phi((self.params.phi as i64).wrapping_add(step));
+    }
+
+    /// Learned `phi` = `v`, bounded to `phi0 +- PHI_SPAN_Q16` and to the
+    /// parameter range `[-pi/2, pi/2]`.
+    fn set_phi(&mut self, v: i64) {
+        let lo = (self.phi0 as i64).wrapping_sub(PHI_SPAN_Q16 as i64).max(-(HALF_PI_Q16 as i64));
+        let hi = (self.phi0 as i64).wrapping_add(PHI_SPAN_Q16 as i64).min(HALF_PI_Q16 as i64);
+        self.params.phi = clamp_i64(v, lo, hi) as i32;
         let brad = rad_q16_to_brad(self.params.phi);
         if brad != self.phi_brad {
             self.phi_brad = brad;

@@ -27,7 +27,7 @@ use super::engine::MAX_WINDOW_SECTORS;
 use super::gate::GateEval;
 
 /// Number of stream slots.
-pub const STREAM_SLOTS: usize = 32;
+pub const STREAM_SLOTS: usize = 128;
 /// Delta history length (Leap's window `H`); a power of two.
 pub const HIST: usize = 8;
 const _: () = assert!(HIST.is_power_of_two() && HIST <= 64);
@@ -111,6 +111,10 @@ pub struct Stream {
     /// (Q16, at most 4), waiting to be folded into the table's prior;
     /// `u32::MAX` = none.
     pub young_sample: u32,
+    /// For a stream whose first delta was contiguous (`delta == size`):
+    /// whether its second delta repeated it (1) or not (2), waiting to be
+    /// folded into the table's sequential-start estimate; 0 = none.
+    pub seq_sample: u8,
     /// Mean time between this stream's reads, ns (0 = unknown), refreshed
     /// at each window top-up.
     pub gap_ns: u64,
@@ -154,6 +158,7 @@ impl Stream {
         stride_nreq: 0,
         prior_q16: 1 << 16,
         young_sample: u32::MAX,
+        seq_sample: 0,
         gap_ns: 0,
         mark_ns: 0,
         mark_nreq: 0,
@@ -263,6 +268,9 @@ impl Stream {
             let sq = dev.wrapping_mul(dev) as u64; // Q16 sectors^2, <= 2^58
             let w2 = (w.wrapping_mul(w)) as u64; // >= 1
             self.young_sample = sq.checked_div(w2).unwrap_or(0).min(4 << 16) as u32;
+            if self.delta == self.size as i64 {
+                self.seq_sample = if d == self.delta { 1 } else { 2 };
+            }
         }
         if self.nreq < 2 || stride_changed {
             // nreq is incremented below: the trend's first read is the next.
@@ -283,7 +291,7 @@ impl Stream {
         self.delta = d;
         self.last = lba;
         if size != self.size || self.nreq < 2 {
-            self.win_cap = window_cap(size).min(self.need_cap.max(2));
+            self.win_cap = window_cap(size).min(self.need_cap.max(super::engine::need_floor(size)));
         }
         self.size = size;
         self.nreq = self.nreq.wrapping_add(1);
@@ -445,9 +453,17 @@ fn clamp_size(sectors: u32) -> u32 {
 
 /// Buckets of the predicted-position index.
 pub const PRED_BUCKETS: usize = 256;
+/// Buckets of the region index (each holds [`REGION_WAYS`] slots).
+pub const REGION_BUCKETS: usize = 256;
+/// Slots per region bucket.
+pub const REGION_WAYS: usize = 4;
+/// A region is `2^REGION_SHIFT` sectors, [`MATCH_RADIUS`]: every stream
+/// within the radius of a read lies in the read's region or a neighbour.
+const REGION_SHIFT: u32 = 13;
+const _: () = assert!(1u64 << REGION_SHIFT == MATCH_RADIUS);
 const NO_SLOT: u8 = u8::MAX;
-const _: () = assert!(STREAM_SLOTS < NO_SLOT as usize && PRED_BUCKETS == 256);
-const _: () = assert!(STREAM_SLOTS.is_power_of_two());
+const _: () = assert!(STREAM_SLOTS < NO_SLOT as usize && PRED_BUCKETS == 256 && REGION_BUCKETS == 256);
+const _: () = assert!(STREAM_SLOTS.is_power_of_two() && STREAM_SLOTS <= 256);
 const SLOT_MASK: usize = STREAM_SLOTS - 1;
 
 #[inline]
@@ -456,23 +472,51 @@ fn pred_bucket(lba: u64) -> usize {
     (lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
 }
 
+#[inline]
+fn region_bucket(region: u64) -> usize {
+    (region.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
+}
+
 /// Bounded table of streams with LRU replacement.
 ///
-/// Besides the slots it keeps a direct-mapped index from each stream's
-/// predicted next start to its slot, so that a read continuing any of the
-/// interleaved streams is found in O(1) without scanning.  Index entries
-/// are hints: a hit is verified against the slot, a collision merely falls
-/// back to the scan.
+/// Besides the slots it keeps three indexes, so that no per-read cost grows
+/// with the number of slots:
+///
+/// * a direct-mapped index from each stream's predicted next start to its
+///   slot, so that a read continuing any of the interleaved streams is
+///   found in O(1);
+/// * a 4-way index from the region (`MATCH_RADIUS` sectors) of each
+///   stream's last read to its slot: a read that continues no prediction
+///   probes its own and the two neighbouring regions (at most 12 slots)
+///   instead of scanning the table;
+/// * a doubly linked LRU list (slot indices), whose tail is the victim.
+///
+/// Index entries are hints: a hit is verified against the slot, a stale
+/// or overwritten entry merely costs a missed match.
 #[derive(Debug, Clone)]
 pub struct StreamTable {
     slots: [Stream; STREAM_SLOTS],
     pred: [u8; PRED_BUCKETS],
+    regions: [[u8; REGION_WAYS]; REGION_BUCKETS],
+    lru_prev: [u8; STREAM_SLOTS],
+    lru_next: [u8; STREAM_SLOTS],
+    /// Conservative sector span `[lo, hi)` of each stream's prefetched
+    /// window (set when a window is issued), so that a write scans two
+    /// dense arrays instead of every slot.
+    win_lo: [u64; STREAM_SLOTS],
+    win_hi: [u64; STREAM_SLOTS],
+    head: u8,
+    tail: u8,
     clock: u64,
-    mru: usize,
     /// Empirical-Bayes prior for new streams' delta variance, in units of
     /// `w^2` (Q16): the EWMA (weight 1/16) of young streams' normalised
     /// second-delta deviation.  Starts at 1 (Chebyshev bound 0: no trust).
     prior_q16: u32,
+    /// Probability (Q16) that a stream whose first delta was contiguous
+    /// repeats it: the EWMA (weight 1/16) over such young streams of
+    /// "the third read continued" (a stream recycled after two reads
+    /// counts as not continued).  Starts at 0 (no evidence).
+    seq_start_q16: u32,
 }
 
 impl Default for StreamTable {
@@ -493,28 +537,99 @@ pub enum Lookup {
 impl StreamTable {
     /// Every field, by reference, in declaration order. The destructuring has
     /// no `..`, so a new field does not build until it is listed here too: the
-    /// kernel driver allocates stream tables (inside engines) zero-filled and checks from these types
-    /// that all-zero bytes are a valid value (`rust/kernel_ext/zeroable.rs`).
-    pub fn fields(&self) -> (&[Stream; STREAM_SLOTS], &[u8; PRED_BUCKETS], &u64, &usize, &u32) {
-        let StreamTable { slots, pred, clock, mru, prior_q16 } = self;
-        (slots, pred, clock, mru, prior_q16)
+    /// kernel driver allocates stream tables (inside engines) zero-filled and
+    /// checks from these types that all-zero bytes are a valid value
+    /// (`rust/kernel_ext/zeroable.rs`).
+    #[allow(clippy::type_complexity)]
+    pub fn fields(
+        &self,
+    ) -> (
+        &[Stream; STREAM_SLOTS],
+        &[u8; PRED_BUCKETS],
+        &[[u8; REGION_WAYS]; REGION_BUCKETS],
+        &[u8; STREAM_SLOTS],
+        &[u8; STREAM_SLOTS],
+        &[u64; STREAM_SLOTS],
+        &[u64; STREAM_SLOTS],
+        &u8,
+        &u8,
+        &u64,
+        &u32,
+        &u32,
+    ) {
+        let StreamTable { slots, pred, regions, lru_prev, lru_next, win_lo, win_hi, head, tail, clock, prior_q16, seq_start_q16 } =
+            self;
+        (slots, pred, regions, lru_prev, lru_next, win_lo, win_hi, head, tail, clock, prior_q16, seq_start_q16)
     }
 
-    /// An empty table.
-    pub const fn new() -> Self {
-        StreamTable { slots: [Stream::EMPTY; STREAM_SLOTS], pred: [NO_SLOT; PRED_BUCKETS], clock: 0, mru: 0, prior_q16: 1 << 16 }
+    /// An empty table (host use; the kernel uses [`StreamTable::clear`] on
+    /// zeroed memory).
+    pub fn new() -> Self {
+        let mut t = StreamTable {
+            slots: [Stream::EMPTY; STREAM_SLOTS],
+            pred: [NO_SLOT; PRED_BUCKETS],
+            regions: [[NO_SLOT; REGION_WAYS]; REGION_BUCKETS],
+            lru_prev: [0; STREAM_SLOTS],
+            lru_next: [0; STREAM_SLOTS],
+            win_lo: [0; STREAM_SLOTS],
+            win_hi: [0; STREAM_SLOTS],
+            head: 0,
+            tail: 0,
+            clock: 0,
+            prior_q16: 1 << 16,
+            seq_start_q16: 0,
+        };
+        t.clear();
+        t
     }
 
     /// Empties the table in place, without a table-sized temporary (the
-    /// kernel's stack is 16 KiB and the table is several KiB).
+    /// kernel's stack is 16 KiB and the table is tens of KiB).
     pub fn clear(&mut self) {
         for slot in self.slots.iter_mut() {
             *slot = Stream::EMPTY;
         }
-        self.pred = [NO_SLOT; PRED_BUCKETS];
+        for p in self.pred.iter_mut() {
+            *p = NO_SLOT;
+        }
+        for b in self.regions.iter_mut() {
+            *b = [NO_SLOT; REGION_WAYS];
+        }
+        for x in self.win_lo.iter_mut() {
+            *x = 0;
+        }
+        for x in self.win_hi.iter_mut() {
+            *x = 0;
+        }
+        // LRU list 0 -> 1 -> ... -> N-1 (head 0, tail N-1).
+        for i in 0..STREAM_SLOTS {
+            if let Some(p) = self.lru_prev.get_mut(i) {
+                *p = i.wrapping_sub(1) as u8; // slot 0's prev is unused
+            }
+            if let Some(n) = self.lru_next.get_mut(i) {
+                *n = i.wrapping_add(1) as u8; // the tail's next is unused
+            }
+        }
+        self.head = 0;
+        self.tail = (STREAM_SLOTS - 1) as u8;
         self.clock = 0;
-        self.mru = 0;
         self.prior_q16 = 1 << 16;
+        self.seq_start_q16 = 0;
+    }
+
+    /// Probability (Q16) that a young stream with a contiguous first delta
+    /// continues: the evidence for prefetching at a stream's second read.
+    #[inline]
+    pub fn seq_start_q16(&self) -> u32 {
+        self.seq_start_q16
+    }
+
+    /// Fold one young stream's outcome into [`StreamTable::seq_start_q16`].
+    #[inline]
+    pub fn note_seq_sample(&mut self, continued: bool) {
+        let p = self.seq_start_q16 as i64;
+        let x: i64 = if continued { 1 << 16 } else { 0 };
+        self.seq_start_q16 = p.wrapping_add(x.wrapping_sub(p) >> 4).clamp(0, 1 << 16) as u32;
     }
 
     /// Current empirical-Bayes variance prior (units of `w^2`, Q16).
@@ -576,17 +691,104 @@ impl StreamTable {
         }
     }
 
+    /// Record the span `[lo, hi)` of the window of the stream in `slot`.
+    #[inline]
+    pub fn set_window(&mut self, slot: usize, lo: u64, hi: u64) {
+        if let (Some(l), Some(h)) = (self.win_lo.get_mut(slot), self.win_hi.get_mut(slot)) {
+            *l = lo;
+            *h = hi;
+        }
+    }
+
+    /// Call `f` for every stream whose recorded window span overlaps
+    /// `[lo, hi)`; the span is forgotten when `f` returns true.
+    pub fn for_windows_overlapping(&mut self, lo: u64, hi: u64, mut f: impl FnMut(&mut Stream) -> bool) {
+        for i in 0..STREAM_SLOTS {
+            let (Some(&l), Some(&h)) = (self.win_lo.get(i), self.win_hi.get(i)) else { break };
+            if l < hi && lo < h {
+                if let Some(s) = self.slots.get_mut(i) {
+                    if f(s) {
+                        self.set_window(i, 0, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Region of a sector (the unit of the region index).
+    #[inline]
+    pub fn region_of(lba: u64) -> u64 {
+        lba >> REGION_SHIFT
+    }
+
+    /// Index the stream in `slot` under the region of its last read (call
+    /// when that region changes).  Replaces a free or stale way of the
+    /// bucket, else the least recently used stream's way.
+    pub fn index_region(&mut self, slot: usize) {
+        let Some(s) = self.slots.get(slot) else { return };
+        let b = region_bucket(Self::region_of(s.last));
+        let Some(ways) = self.regions.get(b) else { return };
+        let mut pick = 0usize;
+        let mut pick_stamp = u64::MAX;
+        for (w, &e) in ways.iter().enumerate() {
+            if e as usize == slot {
+                return;
+            }
+            let stamp = match self.slots.get(e as usize) {
+                Some(o) if o.valid && region_bucket(Self::region_of(o.last)) == b => o.stamp,
+                _ => 0, // free or stale
+            };
+            if stamp < pick_stamp {
+                pick = w;
+                pick_stamp = stamp;
+            }
+        }
+        if let Some(e) = self.regions.get_mut(b).and_then(|ws| ws.get_mut(pick)) {
+            *e = slot as u8;
+        }
+    }
+
+    /// Move `slot` to the head of the LRU list.
+    #[inline]
+    fn touch(&mut self, slot: usize) {
+        let i = (slot & SLOT_MASK) as u8;
+        if self.head == i {
+            return;
+        }
+        let p = self.lru_prev.get(i as usize).copied().unwrap_or(0);
+        let n = self.lru_next.get(i as usize).copied().unwrap_or(0);
+        // unlink (i is not the head, so it has a predecessor)
+        if let Some(x) = self.lru_next.get_mut(p as usize) {
+            *x = n;
+        }
+        if self.tail == i {
+            self.tail = p;
+        } else if let Some(x) = self.lru_prev.get_mut(n as usize) {
+            *x = p;
+        }
+        // push front
+        let h = self.head;
+        if let Some(x) = self.lru_next.get_mut(i as usize) {
+            *x = h;
+        }
+        if let Some(x) = self.lru_prev.get_mut(h as usize) {
+            *x = i;
+        }
+        self.head = i;
+    }
+
     /// Find the stream a read at `lba` belongs to, or start a new one.
     ///
-    /// O(`STREAM_SLOTS`); the most recently used stream is tried first, so a
-    /// single stream that keeps its trend costs one comparison.
+    /// O(1): the most recently used stream is tried first (a single stream
+    /// that keeps its trend costs one comparison), then the prediction
+    /// index, then at most `3 * REGION_WAYS` streams of the region index.
     #[inline]
     pub fn lookup(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
-        let mru = self.mru & SLOT_MASK;
+        let mru = (self.head as usize) & SLOT_MASK;
         if let Some(s) = self.slots.get(mru) {
             // Within one request size of the MRU stream's prediction: no
             // other stream can be a better match unless two streams run
-            // closer than that, so skip the scan.
+            // closer than that, so skip the search.
             if s.valid && abs_diff(lba, s.predicted()) < s.size as u64 {
                 return Lookup::Hit(mru);
             }
@@ -594,57 +796,52 @@ impl StreamTable {
         let hint = self.pred.get(pred_bucket(lba)).copied().unwrap_or(NO_SLOT) as usize;
         if let Some(s) = self.slots.get(hint) {
             if s.valid && s.predicted() == lba && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS {
-                self.mru = hint;
+                self.touch(hint);
                 return Lookup::Hit(hint);
             }
         }
         self.lookup_scan(lba, sectors, now_ns)
     }
 
-    /// The O(`STREAM_SLOTS`) part of [`StreamTable::lookup`].
+    /// The region probe of [`StreamTable::lookup`], and stream creation.
     #[inline(never)]
     fn lookup_scan(&mut self, lba: u64, sectors: u32, now_ns: u64) -> Lookup {
         let mut best: Option<(usize, u64)> = None;
         let mut parent: Option<(usize, u64)> = None;
-        let mut victim = 0usize;
-        let mut victim_stamp = u64::MAX;
-        // Index loop instead of `enumerate()`: no overflow-checked counter.
-        for i in 0..STREAM_SLOTS {
-            let Some(s) = self.slots.get(i) else { break };
-            let live = s.valid && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS;
-            if !live {
-                if victim_stamp != 0 {
-                    victim = i;
-                    victim_stamp = 0;
+        let r = Self::region_of(lba);
+        for k in 0..3u64 {
+            let reg = r.wrapping_add(k).wrapping_sub(1);
+            let ways = self.regions.get(region_bucket(reg)).copied().unwrap_or([NO_SLOT; REGION_WAYS]);
+            for w in ways {
+                let i = w as usize;
+                let Some(s) = self.slots.get(i) else { continue };
+                let live = s.valid && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS;
+                if !live || Self::region_of(s.last) != reg {
+                    continue;
                 }
-                continue;
-            }
-            if s.stamp < victim_stamp {
-                victim = i;
-                victim_stamp = s.stamp;
-            }
-            let dist = abs_diff(lba, s.last);
-            if dist > MATCH_RADIUS {
-                continue;
-            }
-            if !matches!(parent, Some((_, d)) if d <= dist) {
-                parent = Some((i, dist));
-            }
-            // Join only close to the prediction: within one request, or,
-            // for a stream with an established trend (majority share above
-            // half), within four strides plus a request (small skips).
-            let score = abs_diff(lba, s.predicted());
-            let tol = if s.share as usize > HIST / 2 {
-                s.stride.unsigned_abs().saturating_mul(4).saturating_add(s.size as u64)
-            } else {
-                s.size as u64
-            };
-            if score <= tol && !matches!(best, Some((_, b)) if b <= score) {
-                best = Some((i, score));
+                let dist = abs_diff(lba, s.last);
+                if dist > MATCH_RADIUS {
+                    continue;
+                }
+                if !matches!(parent, Some((_, d)) if d <= dist) {
+                    parent = Some((i, dist));
+                }
+                // Join only close to the prediction: within one request, or,
+                // for a stream with an established trend (majority share above
+                // half), within four strides plus a request (small skips).
+                let score = abs_diff(lba, s.predicted());
+                let tol = if s.share as usize > HIST / 2 {
+                    s.stride.unsigned_abs().saturating_mul(4).saturating_add(s.size as u64)
+                } else {
+                    s.size as u64
+                };
+                if score <= tol && !matches!(best, Some((_, b)) if b <= score) {
+                    best = Some((i, score));
+                }
             }
         }
         if let Some((i, _)) = best {
-            self.mru = i;
+            self.touch(i);
             return Lookup::Hit(i);
         }
         // No stream expects this read.  If one ran nearby, fork a new
@@ -654,6 +851,11 @@ impl StreamTable {
         let parent_last = parent.and_then(|(i, _)| self.slots.get(i)).map(|p| p.last);
         let stamp = self.tick();
         let prior = self.prior_q16;
+        let victim = (self.tail as usize) & SLOT_MASK;
+        let died_young = self.slots.get(victim).is_some_and(|v| v.valid && v.nreq == 2 && v.delta == v.size as i64);
+        if died_young {
+            self.note_seq_sample(false);
+        }
         if let Some(s) = self.slots.get_mut(victim) {
             match parent_last {
                 Some(pl) => {
@@ -667,7 +869,8 @@ impl StreamTable {
                 }
             }
         }
-        self.mru = victim;
+        self.touch(victim);
+        self.index_region(victim);
         Lookup::New(victim)
     }
 }

@@ -3,10 +3,13 @@
 //! Every filesystem root (sysfs, procfs, /dev, the cgroup v2 mount and the state
 //! directory) comes from [`sys::Roots`], so the logic runs against fixture trees in tests.
 
+pub mod bench;
 pub mod bind;
 pub mod cpus;
+pub mod nvme;
 pub mod parse;
 pub mod plan;
+pub mod prefetch;
 pub mod sys;
 #[doc(hidden)]
 pub mod testkit;

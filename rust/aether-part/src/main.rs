@@ -6,7 +6,7 @@ use aether_part::cpus;
 use aether_part::plan::{self, UsageError};
 use aether_part::sys::{Ops, RealOps, Roots};
 use aether_part::testkit::Emu;
-use aether_part::{status, vfio};
+use aether_part::{bench, nvme, parse, status, vfio};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -57,6 +57,66 @@ enum Cmd {
     Handshake {
         #[arg(value_name = "BDF")]
         bdf: String,
+    },
+    /// Polled NVMe reads from user space over VFIO: one I/O queue pair, IOPS, MB/s, latency.
+    ///
+    /// Exit 0 done, 1 failed (device error status, verify mismatch, not on vfio-pci), 2 bad
+    /// input, 130 interrupted. Queues are deleted and DMA unmapped on every path.
+    Bench {
+        #[arg(value_name = "BDF")]
+        bdf: String,
+        /// seq, random or stride:N (each read starts N transfers after the previous one).
+        #[arg(long, default_value = "random")]
+        pattern: String,
+        /// Reads in flight (1..=1024).
+        #[arg(long, default_value_t = 1)]
+        qd: u32,
+        /// Bytes per read, a multiple of 4096 (e.g. 4k, 128k; up to 2M).
+        #[arg(long, default_value = "4k")]
+        bs: String,
+        /// How long to measure.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Stop after this many reads (whichever of --seconds and --ios comes first).
+        #[arg(long)]
+        ios: Option<u64>,
+        /// First byte of the region read.
+        #[arg(long, default_value = "0")]
+        offset: String,
+        /// Bytes of the region read (default: to the namespace end, or the --verify file end).
+        #[arg(long)]
+        span: Option<String>,
+        /// Compare every read with FILE, which holds the device's bytes from offset 0.
+        #[arg(long, value_name = "FILE", conflicts_with = "verify_crc")]
+        verify: Option<PathBuf>,
+        /// Check every 4 KiB block read against the self-checking pattern of `aether-part pattern`.
+        #[arg(long)]
+        verify_crc: bool,
+        /// Namespace to read.
+        #[arg(long, default_value_t = 1)]
+        nsid: u32,
+        /// Seed of the random pattern.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Let reads beyond the namespace reach the device (tests status reporting).
+        #[arg(long, hide = true)]
+        unchecked_span: bool,
+        /// Drive aether-core's prefetch engine (as in the kernel target) into a user-space
+        /// cache of 32 extents; needs --qd 1 (one synchronous reader).
+        #[arg(long)]
+        prefetch: bool,
+        /// Microseconds of busy work after each read before the next (as fio's thinktime).
+        #[arg(long, default_value_t = 0, value_name = "US")]
+        think_us: u64,
+    },
+    /// Write SIZE bytes of the self-checking pattern that `bench --verify-crc` checks to stdout
+    /// (for writing to a device with dd before `bind`).
+    Pattern {
+        #[arg(value_name = "SIZE")]
+        size: String,
+        /// Device byte offset the first block will live at.
+        #[arg(long, default_value = "0")]
+        offset: String,
     },
     /// Return devices to their recorded driver and wait for the block devices (all if none given).
     Restore {
@@ -225,6 +285,90 @@ fn run(cmd: Cmd, json: bool, ctx: &Ctx) -> ExitCode {
                 eprintln!("aether-part handshake: {e}");
             }
             if h.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Cmd::Bench { bdf, pattern, qd, bs, seconds, ios, offset, span, verify, verify_crc, nsid, seed, unchecked_span, prefetch, think_us } => {
+            let out = Out { json, command: "bench" };
+            let b = match plan::parse_bdfs(r, &[bdf]) {
+                Ok(b) => b[0],
+                Err(e) => return out.fail(2, &e.0),
+            };
+            let opts = (|| -> Result<bench::Opts, String> {
+                Ok(bench::Opts {
+                    pattern: pattern.parse()?,
+                    qd,
+                    bs: parse::parse_bytes(&bs)?,
+                    seconds,
+                    ios,
+                    offset: parse::parse_bytes(&offset)?,
+                    span: span.as_deref().map(parse::parse_bytes).transpose()?,
+                    verify: match (verify, verify_crc) {
+                        (Some(f), _) => bench::Verify::File(f),
+                        (None, true) => bench::Verify::Crc,
+                        (None, false) => bench::Verify::None,
+                    },
+                    nsid,
+                    seed,
+                    timeout: ctx.timeout,
+                    unchecked: unchecked_span,
+                    prefetch,
+                    think: Duration::from_micros(think_us),
+                })
+            })();
+            let opts = match opts {
+                Ok(o) => o,
+                Err(e) => return out.fail(2, &e),
+            };
+            if let Some(c) = usage(&out, opts.validate()) {
+                return c;
+            }
+            if let Some(c) = usage(&out, plan::require_root(ctx.euid, "bench")) {
+                return c;
+            }
+            let rep = bench::bench(r, &b, &opts);
+            out.emit(rep.ok, &rep, || bench::text(&rep));
+            if let Some(e) = &rep.io_error {
+                eprintln!("aether-part bench: {}", e.message);
+            }
+            if let Some(m) = &rep.first_mismatch {
+                eprintln!("aether-part bench: verify failed on {} of {} reads; first: {m}", rep.mismatches, rep.verified_ios);
+            }
+            if let Some(e) = &rep.error {
+                eprintln!("aether-part bench: {e}");
+            }
+            if rep.interrupted {
+                eprintln!("aether-part bench: interrupted; queues deleted, DMA unmapped");
+                ExitCode::from(130)
+            } else if rep.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Pattern { size, offset } => {
+            let out = Out { json: false, command: "pattern" };
+            let (size, offset) = match (parse::parse_bytes(&size), parse::parse_bytes(&offset)) {
+                (Ok(s), Ok(o)) if s % 4096 == 0 && o % 4096 == 0 && s > 0 => (s, o),
+                (Err(e), _) | (_, Err(e)) => return out.fail(2, &e),
+                _ => return out.fail(2, "SIZE and --offset must be multiples of 4096 bytes, SIZE at least 4096"),
+            };
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                return out.fail(2, "refusing to write binary data to a terminal; redirect stdout");
+            }
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut buf = vec![0u8; 1 << 20];
+            let mut done = 0;
+            while done < size {
+                let n = (size - done).min(buf.len() as u64) as usize;
+                nvme::fill_pattern(&mut buf[..n], offset + done);
+                if let Err(e) = std::io::Write::write_all(&mut w, &buf[..n]) {
+                    return out.fail(1, &format!("write: {e}"));
+                }
+                done += n as u64;
+            }
+            if let Err(e) = std::io::Write::flush(&mut w) {
+                return out.fail(1, &format!("write: {e}"));
+            }
+            ExitCode::SUCCESS
         }
         Cmd::Restore { bdfs } => {
             let out = Out { json, command: "restore" };

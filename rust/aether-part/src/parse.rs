@@ -240,9 +240,37 @@ pub fn parse_size_kb(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("malformed size '{s}' (use e.g. 2M or 1G)"))
 }
 
+/// Parse a byte count such as "4096", "4k", "128K", "16M" or "1G" (binary multiples).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let (num, shift) = match t.as_bytes().last() {
+        Some(b'k') => (&t[..t.len() - 1], 10),
+        Some(b'm') => (&t[..t.len() - 1], 20),
+        Some(b'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("malformed size '{s}' (use e.g. 4096, 4k, 128k or 16M)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("128KiB"), Ok(128 << 10));
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert!(parse_bytes("4x").unwrap_err().contains("malformed size '4x'"));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("99999999999999999999g").is_err());
+    }
 
     #[test]
     fn bdf_full_and_short() {

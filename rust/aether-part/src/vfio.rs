@@ -2,10 +2,11 @@
 //!
 //! Structures and constants come from the rust-vmm `vfio-bindings` crate. The crate does
 //! not carry the ioctl request numbers (bindgen cannot expand `_IO()`), so they are built
-//! with nix's `request_code_none!` from the crate's `VFIO_TYPE` and `VFIO_BASE`, using the
-//! offsets of <linux/vfio.h>.
+//! with rust-vmm's `vmm_sys_util::ioctl_io_nr!` from the crate's `VFIO_TYPE` and `VFIO_BASE`,
+//! using the offsets of <linux/vfio.h>, and called through `vmm_sys_util::ioctl`.
 
 use crate::parse::Bdf;
+use crate::nvme;
 use crate::plan::VFIO_DRIVER;
 use crate::sys::{self, Roots};
 use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
@@ -21,19 +22,82 @@ use std::time::{Duration, Instant};
 use vfio_bindings::bindings::vfio::*;
 
 mod ioc {
+    //! The VFIO ioctls, all `_IO(VFIO_TYPE, VFIO_BASE + n)`: request numbers from rust-vmm's
+    //! `vmm_sys_util::ioctl_io_nr!` over `vfio-bindings`' constants, calls through its
+    //! `ioctl_with_*` helpers. Each wrapper turns a negative return into the errno.
+    //!
+    //! # Safety (every function)
+    //!
+    //! `fd` must be an open fd of the kind the ioctl is for (container, group or device), and
+    //! the argument must point to a live value of the type `<linux/vfio.h>` gives the ioctl,
+    //! with `argsz` set where it has one; the kernel may write through `*mut` arguments.
+    use std::io::{Error, Result};
+    use std::os::fd::RawFd;
+    use std::os::raw::{c_int, c_ulong};
     use vfio_bindings::bindings::vfio::*;
-    const B: u32 = VFIO_BASE;
-    nix::ioctl_none_bad!(get_api_version, nix::request_code_none!(VFIO_TYPE, B));
-    nix::ioctl_write_int_bad!(check_extension, nix::request_code_none!(VFIO_TYPE, B + 1));
-    nix::ioctl_write_int_bad!(set_iommu, nix::request_code_none!(VFIO_TYPE, B + 2));
-    nix::ioctl_readwrite_bad!(group_get_status, nix::request_code_none!(VFIO_TYPE, B + 3), vfio_group_status);
-    nix::ioctl_write_ptr_bad!(group_set_container, nix::request_code_none!(VFIO_TYPE, B + 4), i32);
-    nix::ioctl_none_bad!(group_unset_container, nix::request_code_none!(VFIO_TYPE, B + 5));
-    nix::ioctl_write_ptr_bad!(group_get_device_fd, nix::request_code_none!(VFIO_TYPE, B + 6), u8);
-    nix::ioctl_readwrite_bad!(device_get_info, nix::request_code_none!(VFIO_TYPE, B + 7), vfio_device_info);
-    nix::ioctl_readwrite_bad!(device_get_region_info, nix::request_code_none!(VFIO_TYPE, B + 8), vfio_region_info);
-    nix::ioctl_write_ptr_bad!(iommu_map_dma, nix::request_code_none!(VFIO_TYPE, B + 13), vfio_iommu_type1_dma_map);
-    nix::ioctl_readwrite_bad!(iommu_unmap_dma, nix::request_code_none!(VFIO_TYPE, B + 14), vfio_iommu_type1_dma_unmap);
+    use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_ptr, ioctl_with_val};
+    use vmm_sys_util::ioctl_io_nr;
+
+    const T: u32 = VFIO_TYPE as u32;
+    ioctl_io_nr!(VFIO_GET_API_VERSION, T, VFIO_BASE);
+    ioctl_io_nr!(VFIO_CHECK_EXTENSION, T, VFIO_BASE + 1);
+    ioctl_io_nr!(VFIO_SET_IOMMU, T, VFIO_BASE + 2);
+    ioctl_io_nr!(VFIO_GROUP_GET_STATUS, T, VFIO_BASE + 3);
+    ioctl_io_nr!(VFIO_GROUP_SET_CONTAINER, T, VFIO_BASE + 4);
+    ioctl_io_nr!(VFIO_GROUP_UNSET_CONTAINER, T, VFIO_BASE + 5);
+    ioctl_io_nr!(VFIO_GROUP_GET_DEVICE_FD, T, VFIO_BASE + 6);
+    ioctl_io_nr!(VFIO_DEVICE_GET_INFO, T, VFIO_BASE + 7);
+    ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, T, VFIO_BASE + 8);
+    ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, T, VFIO_BASE + 13);
+    ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, T, VFIO_BASE + 14);
+
+    fn res(r: c_int) -> Result<i32> {
+        if r < 0 { Err(Error::last_os_error()) } else { Ok(r) }
+    }
+    pub unsafe fn get_api_version(fd: RawFd) -> Result<i32> {
+        // SAFETY: no argument; `fd` is open (caller).
+        res(unsafe { ioctl(&fd, VFIO_GET_API_VERSION()) })
+    }
+    pub unsafe fn check_extension(fd: RawFd, ext: c_int) -> Result<i32> {
+        // SAFETY: the argument is an int by value; `fd` is an open container (caller).
+        res(unsafe { ioctl_with_val(&fd, VFIO_CHECK_EXTENSION(), ext as c_ulong) })
+    }
+    pub unsafe fn set_iommu(fd: RawFd, kind: c_int) -> Result<i32> {
+        // SAFETY: the argument is an int by value; `fd` is an open container (caller).
+        res(unsafe { ioctl_with_val(&fd, VFIO_SET_IOMMU(), kind as c_ulong) })
+    }
+    pub unsafe fn group_get_status(fd: RawFd, st: *mut vfio_group_status) -> Result<i32> {
+        // SAFETY: `st` points to a live vfio_group_status with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_GROUP_GET_STATUS(), st) })
+    }
+    pub unsafe fn group_set_container(fd: RawFd, container: *const i32) -> Result<i32> {
+        // SAFETY: `container` points to a live int holding an open container fd (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_GROUP_SET_CONTAINER(), container) })
+    }
+    pub unsafe fn group_unset_container(fd: RawFd) -> Result<i32> {
+        // SAFETY: no argument; `fd` is an open group (caller).
+        res(unsafe { ioctl(&fd, VFIO_GROUP_UNSET_CONTAINER()) })
+    }
+    pub unsafe fn group_get_device_fd(fd: RawFd, name: *const u8) -> Result<i32> {
+        // SAFETY: `name` points to a NUL-terminated device name (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_GROUP_GET_DEVICE_FD(), name) })
+    }
+    pub unsafe fn device_get_info(fd: RawFd, info: *mut vfio_device_info) -> Result<i32> {
+        // SAFETY: `info` points to a live vfio_device_info with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_DEVICE_GET_INFO(), info) })
+    }
+    pub unsafe fn device_get_region_info(fd: RawFd, ri: *mut vfio_region_info) -> Result<i32> {
+        // SAFETY: `ri` points to a live vfio_region_info with argsz and index set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_DEVICE_GET_REGION_INFO(), ri) })
+    }
+    pub unsafe fn iommu_map_dma(fd: RawFd, map: *const vfio_iommu_type1_dma_map) -> Result<i32> {
+        // SAFETY: `map` points to a live vfio_iommu_type1_dma_map with argsz set (caller).
+        res(unsafe { ioctl_with_ptr(&fd, VFIO_IOMMU_MAP_DMA(), map) })
+    }
+    pub unsafe fn iommu_unmap_dma(fd: RawFd, u: *mut vfio_iommu_type1_dma_unmap) -> Result<i32> {
+        // SAFETY: `u` points to a live vfio_iommu_type1_dma_unmap with argsz set (caller).
+        res(unsafe { ioctl_with_mut_ptr(&fd, VFIO_IOMMU_UNMAP_DMA(), u) })
+    }
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -139,9 +203,9 @@ pub struct Handshake {
 ///   the device file, so closing the device fd does not invalidate it.
 /// - No Rust reference into the mapping is ever created; every access goes through
 ///   [`Bar::r32`]/[`Bar::w32`], which check alignment and bounds against `len`.
-struct Bar {
+pub(crate) struct Bar {
     ptr: NonNull<core::ffi::c_void>,
-    len: usize,
+    pub(crate) len: usize,
 }
 impl Bar {
     /// Map `len` bytes of the device file `dev` at file offset `offset` (a VFIO region
@@ -164,14 +228,14 @@ impl Bar {
         );
         self.ptr.as_ptr().cast::<u8>().wrapping_add(off).cast::<u32>()
     }
-    fn r32(&self, off: usize) -> u32 {
+    pub(crate) fn r32(&self, off: usize) -> u32 {
         let p = self.reg(off);
         // SAFETY: `reg` checked that [off, off + 4) lies inside the `len`-byte mapping, which is
         // live while `self` is (type invariant), and is 4-byte aligned (page-aligned base, off % 4
         // == 0). Volatile, because this is device MMIO: each read must reach the device once.
         unsafe { std::ptr::read_volatile(p) }
     }
-    fn w32(&self, off: usize, v: u32) {
+    pub(crate) fn w32(&self, off: usize, v: u32) {
         let p = self.reg(off);
         // SAFETY: as in `r32`: `reg` bounds- and alignment-checked [off, off + 4) against the live
         // writable mapping; no Rust reference aliases it (type invariant), so writing through
@@ -207,17 +271,19 @@ impl Drop for Bar {
 ///   exactly this buffer, so the device can reach this buffer and no other memory of ours.
 ///   `Drop` removes the IOMMU mapping before unmapping the memory.
 /// - `container` is the VFIO container the IOVA mapping lives in; the borrow keeps it open.
-struct Dma<'a> {
+/// - No Rust reference into the buffer is ever created: the device writes it at any time, so
+///   every access goes through the bounds-checked accessors (volatile for queue entries).
+pub(crate) struct Dma<'a> {
     container: &'a File,
     ptr: NonNull<core::ffi::c_void>,
-    len: usize,
-    iova: u64,
+    pub(crate) len: usize,
+    pub(crate) iova: u64,
     mapped: bool,
 }
 impl<'a> Dma<'a> {
     /// Allocate and zero `len` bytes and map them for DMA at `iova` in `container`, whose
     /// IOMMU type must already be set.
-    fn new(container: &'a File, len: NonZeroUsize, iova: u64) -> Result<Self, String> {
+    pub(crate) fn new(container: &'a File, len: NonZeroUsize, iova: u64) -> Result<Self, String> {
         // SAFETY: anonymous mapping at a kernel-chosen address (addr None): it cannot replace or
         // alias any existing mapping. Ownership passes to the `Dma` built below.
         let ptr = unsafe {
@@ -243,10 +309,58 @@ impl<'a> Dma<'a> {
         dma.mapped = true;
         Ok(dma)
     }
-    fn bytes(&self) -> *mut u8 {
-        self.ptr.as_ptr() as *mut u8
+    /// The address of `n` bytes at byte offset `off`, aligned to `align`.
+    ///
+    /// Panics unless `off` is a multiple of `align` and `[off, off + n)` lies inside the buffer.
+    fn at(&self, off: u64, n: usize, align: u64) -> *mut u8 {
+        assert!(
+            off % align == 0 && off.checked_add(n as u64).is_some_and(|end| end <= self.len as u64),
+            "DMA offset 0x{off:x} (+{n}) is misaligned or outside the {}-byte buffer",
+            self.len
+        );
+        self.ptr.as_ptr().cast::<u8>().wrapping_add(off as usize)
     }
-    fn unmap(&mut self) -> Result<(), String> {
+    /// Volatile read of the u32 at `off`: the device writes completions behind the compiler's back.
+    pub(crate) fn r32(&self, off: u64) -> u32 {
+        let p = self.at(off, 4, 4).cast::<u32>();
+        // SAFETY: `at` checked that [off, off + 4) is inside the live mapping (type invariant) and
+        // 4-byte aligned (page-aligned base). No Rust reference into the buffer exists (only these
+        // accessors touch it), so the read aliases nothing; volatile so each poll reaches memory.
+        unsafe { std::ptr::read_volatile(p) }
+    }
+    /// Volatile write of the u32 at `off` (queue entries, PRP lists).
+    pub(crate) fn w32(&self, off: u64, v: u32) {
+        let p = self.at(off, 4, 4).cast::<u32>();
+        // SAFETY: as in `r32`, [off, off + 4) is in bounds, aligned and not referenced by Rust; the
+        // mapping is writable. Writing through `&self` is sound because the memory is never borrowed.
+        unsafe { std::ptr::write_volatile(p, v) }
+    }
+    /// Write a submission queue entry at `off` (64-byte aligned).
+    pub(crate) fn write_sqe(&self, off: u64, e: &nvme::Sqe) {
+        self.at(off, 64, 64);
+        for (i, d) in e.iter().enumerate() {
+            self.w32(off + 4 * i as u64, *d);
+        }
+    }
+    /// Write little-endian u64s (a PRP list) at `off` (8-byte aligned).
+    pub(crate) fn write_u64s(&self, off: u64, v: &[u64]) {
+        self.at(off, 8 * v.len(), 8);
+        for (i, x) in v.iter().enumerate() {
+            self.w32(off + 8 * i as u64, *x as u32);
+            self.w32(off + 8 * i as u64 + 4, (*x >> 32) as u32);
+        }
+    }
+    /// Copy `out.len()` bytes at `off` out of the buffer. The caller makes sure the device has
+    /// finished writing them (their command completed, with a fence after the phase bit).
+    pub(crate) fn copy_out(&self, off: u64, out: &mut [u8]) {
+        let p = self.at(off, out.len(), 1);
+        // SAFETY: `at` checked [off, off + len) against the live mapping, which was zeroed at creation
+        // (initialised u8s, alignment 1). `out` is a distinct Rust allocation, so the ranges do not
+        // overlap. The device may still write other parts of the buffer; this copy reads only bytes
+        // whose DMA has completed, so it races with nothing.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) }
+    }
+    pub(crate) fn unmap(&mut self) -> Result<(), String> {
         if self.mapped {
             let mut u = vfio_iommu_type1_dma_unmap {
                 argsz: std::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
@@ -279,7 +393,7 @@ impl Drop for Dma<'_> {
 
 const PAGE: usize = 4096;
 const IOVA: u64 = 0x1000_0000;
-const REG_CC: usize = 0x14;
+pub(crate) const REG_CC: usize = 0x14;
 const REG_CSTS: usize = 0x1c;
 const REG_AQA: usize = 0x24;
 const REG_ASQ: usize = 0x28;
@@ -290,7 +404,7 @@ fn wait_rdy(bar: &Bar, want: bool, timeout: Duration) -> Result<(), String> {
     loop {
         let csts = bar.r32(REG_CSTS);
         if csts & 2 != 0 {
-            return Err(format!("controller fatal status (CSTS=0x{csts:x})"));
+            return Err(format!("controller fatal status (CSTS=0x{csts:x}, CFS set)"));
         }
         if (csts & 1 == 1) == want {
             return Ok(());
@@ -302,18 +416,184 @@ fn wait_rdy(bar: &Bar, want: bool, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// An enabled controller and its admin queue pair, which live in `dma` at the offsets of
+/// [`nvme::Layout`]. Admin commands run one at a time, each with a timeout.
+pub(crate) struct Ctrl<'b, 'a> {
+    pub(crate) bar: &'b Bar,
+    pub(crate) dma: &'b Dma<'a>,
+    pub(crate) cap: Cap,
+    /// Limit for every admin command and every I/O wait.
+    pub(crate) timeout: Duration,
+    lay: nvme::Layout,
+    tail: u32,
+    head: u32,
+    phase: bool,
+    cid: u16,
+}
+
+impl<'b, 'a> Ctrl<'b, 'a> {
+    /// Reset the controller, point it at the admin queues and enable it (4 KiB pages, NVM
+    /// command set, 64-byte SQ and 16-byte CQ entries).
+    pub(crate) fn enable(bar: &'b Bar, dma: &'b Dma<'a>, cap: &Cap, timeout: Duration) -> Result<Self, String> {
+        let lay = nvme::Layout::new(1, PAGE as u64);
+        if (dma.len as u64) < lay.io_sq {
+            return Err(format!("DMA buffer of {} bytes is smaller than the admin queues need", dma.len));
+        }
+        let (_, cq0) = nvme::doorbells(0, cap.dstrd);
+        if cq0 + 4 > bar.len {
+            return Err(format!("CQ0 head doorbell at 0x{cq0:x} (CAP.DSTRD={}) lies outside BAR0 ({} bytes)", cap.dstrd, bar.len));
+        }
+        let rdy = Duration::from_millis(cap.timeout_ms.max(500));
+        if bar.r32(REG_CC) & 1 == 1 {
+            bar.w32(REG_CC, 0);
+        }
+        wait_rdy(bar, false, rdy)?;
+        let q = nvme::ADMIN_QSIZE - 1;
+        bar.w32(REG_AQA, (q << 16) | q);
+        bar.w64(REG_ASQ, dma.iova + lay.admin_sq);
+        bar.w64(REG_ACQ, dma.iova + lay.admin_cq);
+        // EN, CSS=NVM, MPS=4K, AMS=RR, IOSQES=6, IOCQES=4
+        bar.w32(REG_CC, 1 | (6 << 16) | (4 << 20));
+        wait_rdy(bar, true, rdy)?;
+        Ok(Ctrl { bar, dma, cap: cap.clone(), timeout, lay, tail: 0, head: 0, phase: true, cid: 0 })
+    }
+
+    /// CSTS when the controller reports a fatal status (CSTS.CFS).
+    pub(crate) fn fatal(&self) -> Option<u32> {
+        let csts = self.bar.r32(REG_CSTS);
+        (csts & 2 != 0 || csts == u32::MAX).then_some(csts)
+    }
+
+    /// Submit one admin command and wait for its completion: (dword 0, status). Errors are
+    /// a timeout, a fatal controller, or a completion for another command.
+    pub(crate) fn admin(&mut self, mut e: nvme::Sqe, what: &str) -> Result<(u32, nvme::Status), String> {
+        self.cid = self.cid.wrapping_add(1);
+        let cid = self.cid;
+        e[0] = (e[0] & 0xffff) | ((cid as u32) << 16);
+        let (sq_db, cq_db) = nvme::doorbells(0, self.cap.dstrd);
+        self.dma.write_sqe(self.lay.admin_sq + 64 * self.tail as u64, &e);
+        self.tail = (self.tail + 1) % nvme::ADMIN_QSIZE;
+        fence(Ordering::SeqCst);
+        self.bar.w32(sq_db, self.tail);
+        let cqe = self.lay.admin_cq + 16 * self.head as u64;
+        let start = Instant::now();
+        let dw3 = loop {
+            let dw3 = self.dma.r32(cqe + 12);
+            if (dw3 & (1 << 16) != 0) == self.phase {
+                break dw3;
+            }
+            if let Some(csts) = self.fatal() {
+                return Err(format!("{what}: controller fatal status (CSTS=0x{csts:x})"));
+            }
+            if start.elapsed() > self.timeout {
+                return Err(format!("{what}: no completion within {:?}", self.timeout));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        fence(Ordering::SeqCst);
+        let dw0 = self.dma.r32(cqe);
+        self.head = (self.head + 1) % nvme::ADMIN_QSIZE;
+        if self.head == 0 {
+            self.phase = !self.phase;
+        }
+        self.bar.w32(cq_db, self.head);
+        if dw3 & 0xffff != cid as u32 {
+            return Err(format!("{what}: completion for command {} while waiting for {cid}", dw3 & 0xffff));
+        }
+        Ok((dw0, nvme::Status::from_dw3(dw3)))
+    }
+
+    /// As [`Ctrl::admin`], and any status other than success is an error naming SCT and SC.
+    pub(crate) fn admin_ok(&mut self, e: nvme::Sqe, what: &str) -> Result<u32, String> {
+        match self.admin(e, what)? {
+            (dw0, st) if st.ok() => Ok(dw0),
+            (_, st) => Err(format!("{what} failed: {st}")),
+        }
+    }
+
+    /// Run an Identify (CNS `cns`) and copy out its 4 KiB of data.
+    pub(crate) fn identify(&mut self, cns: u32, nsid: u32, what: &str) -> Result<Vec<u8>, String> {
+        let e = nvme::identify_cmd(0, cns, nsid, self.dma.iova + self.lay.identify);
+        self.admin_ok(e, what)?;
+        Ok(self.identify_data())
+    }
+
+    /// The identify page, as the last completed Identify left it.
+    fn identify_data(&self) -> Vec<u8> {
+        let mut d = vec![0u8; PAGE];
+        self.dma.copy_out(self.lay.identify, &mut d);
+        d
+    }
+
+    /// Clear CC.EN and wait for CSTS.RDY=0: the controller stops all DMA and drops its queues.
+    pub(crate) fn disable(&self) -> Result<(), String> {
+        self.bar.w32(REG_CC, 0);
+        let rdy = Duration::from_millis(self.cap.timeout_ms.max(500));
+        // A controller in fatal status still has to go not-ready after the reset.
+        match wait_rdy(self.bar, false, rdy) {
+            Err(e) if e.contains("fatal") => {
+                let start = Instant::now();
+                while self.bar.r32(REG_CSTS) & 1 == 1 {
+                    if start.elapsed() > rdy {
+                        return Err(format!("controller stays ready after disable: {e}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
 /// Run the handshake. `r` supplies the /dev root (for /dev/vfio) and sysfs (for the group).
 pub fn handshake(r: &Roots, b: &Bdf) -> Handshake {
     let mut h = Handshake { bdf: b.to_string(), ..Default::default() };
-    if let Err(e) = run(r, b, &mut h) {
-        h.error = Some(e);
-    } else {
-        h.ok = true;
+    match with_device(r, b, &mut h, identify_only) {
+        Ok(()) => h.ok = true,
+        Err(e) => h.error = Some(e),
     }
     h
 }
 
-fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
+fn identify_only(container: &File, bar: &Bar, h: &mut Handshake) -> Result<(), String> {
+    // DMA: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
+    let dlen = 3 * PAGE;
+    let mut dma = Dma::new(container, NonZeroUsize::new(dlen).unwrap(), IOVA)?;
+    h.steps.push(format!("DMA buffer of {dlen} bytes mapped at IOVA 0x{IOVA:x}"));
+    let res = Ctrl::enable(bar, &dma, &h.cap, Duration::from_secs(5)).and_then(|mut c| {
+        h.steps.push("controller enabled".into());
+        let e = nvme::identify_cmd(0, 1, 0, dma.iova + c.lay.identify);
+        let (_, st) = c.admin(e, "Identify Controller")?;
+        h.identify_status = ((st.sct as u16) << 8) | st.sc as u16;
+        if !st.ok() {
+            return Err(format!("Identify Controller failed: {st}"));
+        }
+        Ok(c.identify_data())
+    });
+    // Always disable the controller, then unmap: the device must be quiet before its memory goes.
+    bar.w32(REG_CC, 0);
+    let dis = wait_rdy(bar, false, Duration::from_millis(h.cap.timeout_ms.max(500)));
+    let un = dma.unmap();
+    let data = res?;
+    dis?;
+    un?;
+    let id = parse_identify(&data, h.cap.mpsmin_bytes);
+    h.steps.push(format!("Identify Controller: status 0, model '{}', serial '{}'", id.model, id.serial));
+    h.identify = Some(id);
+    h.steps.push("controller disabled, DMA unmapped".into());
+    Ok(())
+}
+
+/// Open `b` through VFIO (container, group, device fd, BAR0 mapped, memory space and bus
+/// mastering on), run `f` with the container and BAR0, then unmap BAR0 and detach the group on
+/// every path. `h` collects the steps and what the device reports.
+pub(crate) fn with_device<T>(
+    r: &Roots,
+    b: &Bdf,
+    h: &mut Handshake,
+    f: impl FnOnce(&File, &Bar, &mut Handshake) -> Result<T, String>,
+) -> Result<T, String> {
     let drv = sys::driver_of(r, b);
     if drv.as_deref() != Some(VFIO_DRIVER) {
         return Err(format!(
@@ -357,15 +637,21 @@ fn run(r: &Roots, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
     // SAFETY: `gfd` is the open group fd; the kernel reads one int (a container fd) through the
     // pointer, and `&cfd` points to a live i32 holding `container`'s fd, open for this function.
     unsafe { ioc::group_set_container(gfd, &cfd) }.map_err(|e| format!("VFIO_GROUP_SET_CONTAINER: {e}"))?;
-    let res = with_container(&container, &grp, b, h);
+    let res = with_container(&container, &grp, b, h, f);
     // SAFETY: `gfd` is still owned by `grp`, which is alive; the ioctl takes no argument. Every
     // mapping made under the container (`Bar`, `Dma`) was dropped inside `with_container`.
     let _ = unsafe { ioc::group_unset_container(gfd) };
-    h.steps.push("group detached from container, fds closed".into());
+    h.steps.push("BAR0 unmapped, group detached from container, fds closed".into());
     res
 }
 
-fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> Result<(), String> {
+fn with_container<T>(
+    container: &File,
+    grp: &File,
+    b: &Bdf,
+    h: &mut Handshake,
+    f: impl FnOnce(&File, &Bar, &mut Handshake) -> Result<T, String>,
+) -> Result<T, String> {
     // SAFETY: `container` is an open container File borrowed for this call; the IOMMU type is
     // passed by value as an int, so no user memory is involved.
     unsafe { ioc::set_iommu(container.as_raw_fd(), VFIO_TYPE1v2_IOMMU as i32) }.map_err(|e| format!("VFIO_SET_IOMMU(TYPE1v2): {e}"))?;
@@ -413,93 +699,10 @@ fn with_container(container: &File, grp: &File, b: &Bdf, h: &mut Handshake) -> R
     h.cap = parse_cap(cap);
     h.version = version_string(vs);
     h.steps.push(format!("BAR0 mapped ({} bytes): CAP={} VS={}", len, h.cap.raw, h.version));
-
-    // DMA: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
-    let dlen = 3 * PAGE;
-    let mut dma = Dma::new(container, NonZeroUsize::new(dlen).unwrap(), IOVA)?;
-    h.steps.push(format!("DMA buffer of {dlen} bytes mapped at IOVA 0x{IOVA:x}"));
-
-    let res = admin_identify(&bar, &dma, h);
-    // Always disable the controller and unmap.
-    bar.w32(REG_CC, 0);
-    let dis = wait_rdy(&bar, false, Duration::from_millis(h.cap.timeout_ms.max(500)));
-    let un = dma.unmap();
-    res?;
-    dis?;
-    un?;
-    h.steps.push("controller disabled, DMA unmapped, BAR0 unmapped".into());
-    drop(dma);
+    let res = f(container, &bar, h);
     drop(bar);
     drop(dev);
-    Ok(())
-}
-
-fn admin_identify(bar: &Bar, dma: &Dma, h: &mut Handshake) -> Result<(), String> {
-    let to = Duration::from_millis(h.cap.timeout_ms.max(500));
-    // The queues live in the DMA buffer: page 0 admin SQ, page 1 admin CQ, page 2 identify data.
-    if dma.len < 3 * PAGE {
-        return Err(format!("DMA buffer of {} bytes is smaller than the 3 pages the admin queues need", dma.len));
-    }
-    // The CQ0 head doorbell sits at 0x1000 + (4 << CAP.DSTRD): DSTRD comes from the device (up to
-    // 15, a 128 KiB stride) while BAR0 is only known to be at least 0x2000 bytes.
-    let stride = 4usize << h.cap.dstrd;
-    if 0x1000 + stride + 4 > bar.len {
-        return Err(format!("CQ0 head doorbell at 0x{:x} (CAP.DSTRD={}) lies outside BAR0 ({} bytes)", 0x1000 + stride, h.cap.dstrd, bar.len));
-    }
-    if bar.r32(REG_CC) & 1 == 1 {
-        bar.w32(REG_CC, 0);
-    }
-    wait_rdy(bar, false, to)?;
-    let qd: u32 = 2;
-    bar.w32(REG_AQA, ((qd - 1) << 16) | (qd - 1));
-    bar.w64(REG_ASQ, IOVA);
-    bar.w64(REG_ACQ, IOVA + PAGE as u64);
-    // EN, CSS=NVM, MPS=4K, AMS=RR, IOSQES=6, IOCQES=4
-    bar.w32(REG_CC, 1 | (6 << 16) | (4 << 20));
-    wait_rdy(bar, true, to)?;
-    h.steps.push("controller enabled".into());
-    let sqe = identify_sqe(1, IOVA + 2 * PAGE as u64);
-    let base = dma.bytes();
-    // SAFETY: `base` is the page-aligned start of the DMA buffer (>= 3 pages, checked above), mapped
-    // while `dma` is borrowed; the 16 dwords are bytes [0, 64) of page 0 (SQ slot 0): in bounds and
-    // 4-byte aligned. The controller fetches the SQ only after the tail doorbell below, so no race.
-    unsafe {
-        for (i, d) in sqe.iter().enumerate() {
-            std::ptr::write_volatile((base as *mut u32).add(i), *d);
-        }
-    }
-    fence(Ordering::SeqCst);
-    bar.w32(0x1000, 1); // SQ0 tail
-    // SAFETY: PAGE < 3 * PAGE <= dma.len (checked above), so the result stays inside the DMA buffer.
-    let cqe = unsafe { base.add(PAGE) as *const u32 };
-    let start = Instant::now();
-    let dw3 = loop {
-        // SAFETY: CQ slot 0 dword 3 is bytes [PAGE + 12, PAGE + 16) of the live, zero-initialised DMA
-        // buffer: in bounds and 4-byte aligned. Volatile, because the controller writes it by DMA
-        // behind the compiler's back and each poll must really read memory.
-        let dw3 = unsafe { std::ptr::read_volatile(cqe.add(3)) };
-        if dw3 & (1 << 16) != 0 {
-            break dw3;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            return Err("timeout waiting for the Identify completion".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    fence(Ordering::SeqCst);
-    bar.w32(0x1000 + stride, 1); // CQ0 head
-    h.identify_status = ((dw3 >> 17) & 0x7fff) as u16;
-    if h.identify_status != 0 || (dw3 & 0xffff) != 1 {
-        return Err(format!("Identify failed: status 0x{:x}, cid {}", h.identify_status, dw3 & 0xffff));
-    }
-    // SAFETY: page 2 is bytes [2 * PAGE, 3 * PAGE) of the DMA buffer (>= 3 pages, checked above), which
-    // is initialised (zeroed at creation) and stays mapped while `dma` is borrowed, i.e. longer than
-    // `data`. Its only writer, the Identify command, has completed (phase bit seen, then the fence).
-    let data = unsafe { std::slice::from_raw_parts(base.add(2 * PAGE), PAGE) };
-    let id = parse_identify(data, h.cap.mpsmin_bytes);
-    h.steps.push(format!("Identify Controller: status 0, model '{}', serial '{}'", id.model, id.serial));
-    h.identify = Some(id);
-    Ok(())
+    res
 }
 
 #[cfg(test)]
@@ -548,7 +751,9 @@ mod tests {
     #[test]
     fn ioctl_numbers_are_vfio_io() {
         // _IO(';', 100) = 0x3b64; the VFIO ioctls are all argument-less _IO numbers.
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE), 0x3b64);
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 13), 0x3b71);
+        assert_eq!(ioc::VFIO_GET_API_VERSION(), 0x3b64);
+        assert_eq!(ioc::VFIO_GROUP_GET_DEVICE_FD(), 0x3b6a);
+        assert_eq!(ioc::VFIO_IOMMU_MAP_DMA(), 0x3b71);
+        assert_eq!(ioc::VFIO_IOMMU_UNMAP_DMA(), 0x3b72);
     }
 }

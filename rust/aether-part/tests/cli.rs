@@ -147,3 +147,53 @@ fn cpus_and_hugepages_through_the_binary() {
     let v = json(&o);
     assert_eq!((v["requested"].as_u64(), v["reserved"].as_u64(), v["shortfall"].as_u64()), (Some(8), Some(8), Some(0)));
 }
+
+#[test]
+fn bench_refuses_bad_options_before_touching_the_device() {
+    let t = tempfile::tempdir().unwrap();
+    let f = Fixture::q35(t.path());
+    let cases: &[(&[&str], &str)] = &[
+        (&["bench", "00:05.0", "--qd", "0"], "--qd 0 is out of range"),
+        (&["bench", "00:05.0", "--qd", "5000"], "--qd 5000 is out of range"),
+        (&["bench", "00:05.0", "--bs", "3000"], "--bs 3000 must be a multiple of 4096"),
+        (&["bench", "00:05.0", "--bs", "4M"], "at most 2048 KiB"),
+        (&["bench", "00:05.0", "--bs", "4q"], "malformed size '4q'"),
+        (&["bench", "00:05.0", "--pattern", "zigzag"], "unknown pattern 'zigzag'"),
+        (&["bench", "00:05.0", "--pattern", "stride:0"], "stride:N with N >= 1"),
+        (&["bench", "00:05.0", "--seconds", "0"], "--seconds 0 is out of range"),
+        (&["bench", "00:05.0", "--offset", "100"], "--offset 100 must be a multiple of 4096"),
+        (&["bench", "00:05.0", "--span", "4k", "--bs", "8k"], "smaller than --bs"),
+        (&["bench", "00:05.0", "--verify", "/nonexistent/ref"], "--verify /nonexistent/ref"),
+        (&["bench", "00:05.0", "--prefetch", "--qd", "4"], "--prefetch models one synchronous reader"),
+        (&["bench", "00:09.0"], "unknown PCI device 0000:00:09.0"),
+        (&["pattern", "100"], "multiples of 4096"),
+    ];
+    for (args, want) in cases {
+        let o = run(t.path(), args, 0);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(t.path(), &["bench", "00:05.0"], 1000);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("must run as root"), "{}", stderr(&o));
+    // A device still on nvme is refused (exit 1) with the way out, and nothing changes.
+    let o = run(t.path(), &["bench", "--json", "00:05.0"], 0);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is on nvme rather than vfio-pci; run 'aether-part bind 0000:00:05.0' first"), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!((v["command"].as_str(), v["ok"].as_bool(), v["ios"].as_u64()), (Some("bench"), Some(false), Some(0)));
+    assert_eq!(aether_part::sys::driver_of(&f.roots, &"00:05.0".parse().unwrap()).as_deref(), Some("nvme"));
+}
+
+#[test]
+fn pattern_writes_self_checking_blocks() {
+    let t = tempfile::tempdir().unwrap();
+    Fixture::q35(t.path());
+    let o = run(t.path(), &["pattern", "12k", "--offset", "8k"], 1000);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 12288);
+    for (i, b) in o.stdout.chunks(4096).enumerate() {
+        aether_part::nvme::check_block(b, 8192 + 4096 * i as u64).unwrap();
+    }
+    assert!(aether_part::nvme::check_block(&o.stdout[..4096], 0).is_err(), "blocks carry their offset");
+}

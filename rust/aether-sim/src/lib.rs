@@ -17,8 +17,8 @@ pub mod policy;
 pub mod trace;
 
 pub use model::{run, Config, Metrics};
-pub use policy::{make, make_with, Policy, POLICIES};
-pub use trace::{parse_csv, synth, Op, Req, WORKLOADS};
+pub use policy::{make, make_with, Policy, ABLATION, LOOKAHEAD_BLOCKS, POLICIES};
+pub use trace::{parse_csv, synth, Op, Req, RANDOMIZED, WORKLOADS};
 
 /// Run every policy in `policies` on one trace (aether with default parameters).
 pub fn run_all(workload: &str, reqs: &[Req], policies: &[&str], cfg: &Config) -> Vec<Metrics> {
@@ -43,6 +43,87 @@ pub fn run_suite(seed: u64, cfg: &Config) -> Vec<Metrics> {
         }
     }
     out
+}
+
+/// One (workload, policy) over several seeds: mean, min and max of the
+/// main metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spread {
+    /// Workload name.
+    pub workload: String,
+    /// Policy name.
+    pub policy: String,
+    /// Seeds run.
+    pub seeds: usize,
+    /// Coverage: mean, min, max.
+    pub coverage: [f64; 3],
+    /// Waste: mean, min, max.
+    pub waste: [f64; 3],
+    /// Hit ratio: mean, min, max.
+    pub hit_ratio: [f64; 3],
+    /// Mean read latency (µs): mean, min, max.
+    pub mean_us: [f64; 3],
+    /// p99 read latency (µs): mean, min, max.
+    pub p99_us: [f64; 3],
+}
+
+fn mmm(v: &[f64]) -> [f64; 3] {
+    if v.is_empty() {
+        return [0.0; 3];
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    [mean, min, max]
+}
+
+/// Run `workloads x policies` for each seed in `seeds`; one [`Spread`]
+/// per pair (deterministic workloads are run once).
+pub fn run_seeds(workloads: &[&str], policies: &[&str], cfg: &Config, params: &aether_core::Params, seeds: &[u64]) -> Vec<Spread> {
+    let mut out = Vec::new();
+    for w in workloads {
+        let ss: Vec<u64> = if RANDOMIZED.contains(w) { seeds.to_vec() } else { seeds.iter().copied().take(1).collect() };
+        let runs: Vec<Vec<Metrics>> =
+            ss.iter().filter_map(|&s| synth(w, s)).map(|reqs| run_all_with(w, &reqs, policies, cfg, params)).collect();
+        for (i, p) in policies.iter().enumerate() {
+            let ms: Vec<&Metrics> = runs.iter().filter_map(|r| r.get(i)).collect();
+            let f = |g: fn(&Metrics) -> f64| mmm(&ms.iter().map(|m| g(m)).collect::<Vec<_>>());
+            out.push(Spread {
+                workload: w.to_string(),
+                policy: p.to_string(),
+                seeds: ms.len(),
+                coverage: f(|m| m.coverage),
+                waste: f(|m| m.waste),
+                hit_ratio: f(|m| m.hit_ratio),
+                mean_us: f(|m| m.mean_read_latency_us),
+                p99_us: f(|m| m.p99_read_latency_us),
+            });
+        }
+    }
+    out
+}
+
+/// Render spreads as a table: `mean [min, max]` in percent (latency in µs).
+pub fn spread_table(v: &[Spread]) -> String {
+    let pct = |a: [f64; 3]| format!("{:5.1} [{:5.1},{:5.1}]", 100.0 * a[0], 100.0 * a[1], 100.0 * a[2]);
+    let us = |a: [f64; 3]| format!("{:6.1} [{:6.1},{:6.1}]", a[0], a[1], a[2]);
+    let mut s = format!(
+        "{:<13} {:<14} {:>5} {:>19} {:>19} {:>19} {:>22}\n",
+        "workload", "policy", "seeds", "coverage %", "waste %", "hit_ratio %", "p99_us"
+    );
+    for x in v {
+        s.push_str(&format!(
+            "{:<13} {:<14} {:>5} {:>19} {:>19} {:>19} {:>22}\n",
+            x.workload,
+            x.policy,
+            x.seeds,
+            pct(x.coverage),
+            pct(x.waste),
+            pct(x.hit_ratio),
+            us(x.p99_us)
+        ));
+    }
+    s
 }
 
 fn json_str(s: &str) -> String {
@@ -117,12 +198,12 @@ pub fn to_json(ms: &[Metrics]) -> String {
 /// Render results as a plain-text table.
 pub fn to_table(ms: &[Metrics]) -> String {
     let mut s = format!(
-        "{:<13} {:<9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>12} {:>10} {:>9} {:>9}\n",
+        "{:<13} {:<14} {:>8} {:>8} {:>10} {:>8} {:>9} {:>12} {:>10} {:>9} {:>9}\n",
         "workload", "policy", "accuracy", "coverage", "timeliness", "waste", "hit_ratio", "demand_reads", "prefetched", "mean_us", "p99_us"
     );
     for m in ms {
         s.push_str(&format!(
-            "{:<13} {:<9} {:>7.1}% {:>7.1}% {:>9.1}% {:>7.1}% {:>8.1}% {:>12} {:>10} {:>9.1} {:>9.1}\n",
+            "{:<13} {:<14} {:>7.1}% {:>7.1}% {:>9.1}% {:>7.1}% {:>8.1}% {:>12} {:>10} {:>9.1} {:>9.1}\n",
             m.workload,
             m.policy,
             100.0 * m.accuracy,

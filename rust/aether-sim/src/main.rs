@@ -3,28 +3,37 @@
 //! ```text
 //! aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]
 //! aether-sim replay FILE [--json] [--policy NAME]... [options]
+//! aether-sim sweep [--workload NAME]... [--policy NAME]... [options]
 //! aether-sim gen WORKLOAD            # print a synthetic workload as CSV
 //! options: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32)
-//!          --cache-blocks N (16384) --think-us N (20) --seed N (1)
+//!          --cache-blocks N (16384) --think-us N (20) --overhead-ns N (2000) --prefetch-blocks N (4096)
+//!          --seed N (1) --seeds N (1: with N > 1, synth prints mean [min, max]
+//!          over seeds 1..=N) --ablation (policies: aether aether-nolearn k2-rule)
 //!          --set NAME=VALUE (aether parameter, e.g. --set epsilon=0.75)
+//! sweep: QD 1, 4, 32 x cache 8, 64, 256 MiB, mean over --seeds.
 //! ```
 
-use aether_sim::{make, parse_csv, run_all_with, synth, to_json, to_table, trace, Config, POLICIES, WORKLOADS};
+use aether_sim::{
+    make, parse_csv, run_all_with, run_seeds, spread_table, synth, to_json, to_table, trace, Config, ABLATION, POLICIES,
+    WORKLOADS,
+};
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20) --seed N (1)\n         --set NAME=VALUE (aether parameter: phi epsilon lambda1 lambda2 lambda3 bias learning_rate)\nworkloads: seq stride interleaved8 random mixed reverse\npolicies: none linux-ra leap amp aether\n"
+    "usage: aether-sim synth [--json] [--workload NAME]... [--policy NAME]... [options]\n       aether-sim replay FILE [--json] [--policy NAME]... [options]\n       aether-sim sweep [--workload NAME]... [--policy NAME]... [options]\n       aether-sim gen WORKLOAD [--seed N]\noptions: --latency-us N (100) --bandwidth-mbps N (2000) --qd N (32) --cache-blocks N (16384) --think-us N (20)\n         --overhead-ns N (2000) --prefetch-blocks N (4096) --seed N (1) --seeds N (1) --ablation\n         --set NAME=VALUE (aether parameter: phi epsilon lambda1 lambda2 lambda3 bias learning_rate)\nworkloads: seq stride interleaved8 random mixed reverse btree loaders-1m loaders-128k lsm backward smallfiles\n           zipf-scan interleaved48 interleaved64\npolicies: none linux-ra leap amp aether aether-nolearn k2-rule\n"
 }
 
 struct Opts {
     json: bool,
+    ablation: bool,
     cfg: Config,
     seed: u64,
+    seeds: u64,
     positional: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { json: false, cfg: Config::default(), seed: 1, positional: vec![] };
+    let mut o = Opts { json: false, ablation: false, cfg: Config::default(), seed: 1, seeds: 1, positional: vec![] };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> Result<u64, String> {
@@ -33,6 +42,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         };
         match a.as_str() {
             "--json" => o.json = true,
+            "--ablation" => o.ablation = true,
+            "--overhead-ns" => o.cfg.overhead_ns = num(a)?,
+            "--prefetch-blocks" => o.cfg.prefetch_blocks = num(a)?.max(2) as usize,
+            "--seeds" => o.seeds = num(a)?.clamp(1, 1000),
             "--latency-us" => o.cfg.latency_us = num(a)?,
             "--bandwidth-mbps" => o.cfg.bandwidth_mbps = num(a)?.max(1),
             "--qd" => o.cfg.queue_depth = num(a)?.max(1) as usize,
@@ -104,14 +117,47 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let pols: Vec<&str> = if policies.is_empty() { POLICIES.to_vec() } else { policies.iter().map(|s| s.as_str()).collect() };
+    let pols: Vec<&str> = if !policies.is_empty() {
+        policies.iter().map(|s| s.as_str()).collect()
+    } else if o.ablation {
+        ABLATION.to_vec()
+    } else {
+        POLICIES.to_vec()
+    };
+    let names: Vec<String> = if workloads.is_empty() { WORKLOADS.iter().map(|s| s.to_string()).collect() } else { workloads.clone() };
+    for w in &names {
+        if synth(w, 1).is_none() {
+            eprintln!("error: unknown workload {w:?}\n{}", usage());
+            return ExitCode::from(2);
+        }
+    }
+    let wl: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let seeds: Vec<u64> = (o.seed..o.seed + o.seeds).collect();
     let Some(cmd) = o.positional.first().cloned() else {
         eprint!("{}", usage());
         return ExitCode::from(2);
     };
     let results = match cmd.as_str() {
+        "synth" if o.seeds > 1 => {
+            print!("{}", spread_table(&run_seeds(&wl, &pols, &o.cfg, &params, &seeds)));
+            return ExitCode::SUCCESS;
+        }
+        "sweep" => {
+            println!("{:<13} {:>3} {:>9} {:<14} {:>9} {:>8} {:>9} {:>9} {:>9}", "workload", "qd", "cache_MiB", "policy", "coverage", "waste", "hit_ratio", "mean_us", "p99_us");
+            for qd in [1usize, 4, 32] {
+                for mib in [8usize, 64, 256] {
+                    let cfg = Config { queue_depth: qd, cache_blocks: mib * 256, ..o.cfg };
+                    for x in run_seeds(&wl, &pols, &cfg, &params, &seeds) {
+                        println!(
+                            "{:<13} {:>3} {:>9} {:<14} {:>8.1}% {:>7.1}% {:>8.1}% {:>9.1} {:>9.1}",
+                            x.workload, qd, mib, x.policy, 100.0 * x.coverage[0], 100.0 * x.waste[0], 100.0 * x.hit_ratio[0], x.mean_us[0], x.p99_us[0]
+                        );
+                    }
+                }
+            }
+            return ExitCode::SUCCESS;
+        }
         "synth" => {
-            let names: Vec<String> = if workloads.is_empty() { WORKLOADS.iter().map(|s| s.to_string()).collect() } else { workloads.clone() };
             let mut all = Vec::new();
             for w in &names {
                 let Some(reqs) = synth(w, o.seed) else {

@@ -150,7 +150,75 @@ fn write(lba_blocks: u64, blocks: u64) -> Req {
 }
 
 /// Names of the built-in workloads, in suite order.
-pub const WORKLOADS: [&str; 6] = ["seq", "stride", "interleaved8", "random", "mixed", "reverse"];
+pub const WORKLOADS: [&str; 15] = [
+    "seq",
+    "stride",
+    "interleaved8",
+    "random",
+    "mixed",
+    "reverse",
+    "btree",
+    "loaders-1m",
+    "loaders-128k",
+    "lsm",
+    "backward",
+    "smallfiles",
+    "zipf-scan",
+    "interleaved48",
+    "interleaved64",
+];
+
+/// Workloads whose generator draws random numbers (results vary by seed).
+pub const RANDOMIZED: [&str; 13] = [
+    "interleaved8",
+    "random",
+    "mixed",
+    "btree",
+    "loaders-1m",
+    "loaders-128k",
+    "lsm",
+    "backward",
+    "smallfiles",
+    "zipf-scan",
+    "interleaved48",
+    "interleaved64",
+    "stride",
+];
+
+/// `n` sequential readers of `blocks`-block requests, picked at random.
+fn interleaved(rng: &mut Rng, n: u64, blocks: u64, reads: usize, base_region: u64) -> Vec<Req> {
+    const REGION: u64 = 262_144;
+    let mut pos: Vec<u64> = (0..n).map(|k| base_region * REGION + k * (REGION / 4) + rng.below(64) * 16).collect();
+    let mut v = Vec::with_capacity(reads);
+    for _ in 0..reads {
+        let k = rng.below(n) as usize;
+        v.push(read(pos[k], blocks));
+        pos[k] += blocks;
+    }
+    v
+}
+
+/// Zipf(`s`) sampler over `0..n` (inverse CDF by binary search).
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Self {
+        let mut c = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for k in 1..=n {
+            acc += 1.0 / (k as f64).powf(s);
+            c.push(acc);
+        }
+        for x in c.iter_mut() {
+            *x /= acc;
+        }
+        Zipf(c)
+    }
+    fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        self.0.partition_point(|&x| x < u) as u64
+    }
+}
 
 /// Build a synthetic workload by name (closed loop).  `None` for an
 /// unknown name.
@@ -211,6 +279,128 @@ pub fn synth(name: &str, seed: u64) -> Option<Vec<Req>> {
             let top = 50 * REGION;
             (1..=6000u64).map(|i| read(top - 2 * i, 2)).collect()
         }
+        // A B-tree of 16 KiB pages: 70% point lookups (root, one of 256
+        // inner pages, a random leaf), 30% range scans (descend, then 4 to
+        // 128 consecutive leaves; 1 in 10 steps skips a page, a split).
+        "btree" => {
+            let (root, inner, leaves) = (60 * REGION, 60 * REGION + 4, 61 * REGION);
+            let nleaves = 4 * REGION / 4;
+            let mut v = Vec::new();
+            while v.len() < 20_000 {
+                v.push(read(root, 4));
+                v.push(read(inner + 4 * rng.below(256), 4));
+                let mut leaf = rng.below(nleaves);
+                if rng.below(10) < 7 {
+                    v.push(read(leaves + 4 * leaf, 4));
+                } else {
+                    let n = 4 << rng.below(6);
+                    for _ in 0..n {
+                        v.push(read(leaves + 4 * leaf, 4));
+                        leaf += if rng.below(10) == 0 { 2 } else { 1 };
+                    }
+                }
+            }
+            v
+        }
+        // Four model-weight loaders, each a 256 MiB file read with 1 MiB
+        // requests, scheduled at random.
+        "loaders-1m" => interleaved(&mut rng, 4, 256, 1024, 70),
+        // The same with 128 KiB requests over 64 MiB files.
+        "loaders-128k" => interleaved(&mut rng, 4, 32, 2048, 74),
+        // LSM compaction: merge two sorted runs (64 and 32 MiB, 64 KiB
+        // reads, the next read from either run at random in proportion)
+        // into a third with 256 KiB writes, then scan the new run.
+        "lsm" => {
+            let (mut a, mut b, mut c) = (80 * REGION, 82 * REGION, 84 * REGION);
+            let (a_end, b_end) = (a + 16_384, b + 8_192);
+            let c0 = c;
+            let mut v = Vec::new();
+            let mut out = 0u64;
+            while a < a_end || b < b_end {
+                let pick_a = b >= b_end || (a < a_end && rng.below(3) < 2);
+                if pick_a {
+                    v.push(read(a, 16));
+                    a += 16;
+                } else {
+                    v.push(read(b, 16));
+                    b += 16;
+                }
+                out += 16;
+                if out >= 64 {
+                    v.push(write(c, 64));
+                    c += 64;
+                    out -= 64;
+                }
+            }
+            let mut x = c0;
+            while x < c {
+                v.push(read(x, 16));
+                x += 16;
+            }
+            v
+        }
+        // 40 backward scans of 50 to 400 requests of 8 to 32 KiB at random
+        // places; 1 in 20 steps skips a request.
+        "backward" => {
+            let mut v = Vec::new();
+            for _ in 0..40 {
+                let size = 2 << rng.below(3);
+                let n = 50 + rng.below(351);
+                let mut pos = 90 * REGION + rng.below(8 * REGION) + n * size * 2;
+                for _ in 0..n {
+                    v.push(read(pos, size));
+                    let skip = if rng.below(20) == 0 { 2 } else { 1 };
+                    pos -= size * skip;
+                }
+            }
+            v
+        }
+        // Small files (4 KiB to 64 KiB, ascending on disk with small gaps),
+        // each read whole with up to 16 KiB requests after its inode block
+        // (one of 64 inode-table blocks: reuse); 3 in 10 files are read
+        // out of layout order.
+        "smallfiles" => {
+            let mut files = Vec::new();
+            let mut at = 100 * REGION;
+            for _ in 0..3000 {
+                let len = 1 << rng.below(5);
+                files.push((at, len));
+                at += len + rng.below(8);
+            }
+            let mut v = Vec::new();
+            for i in 0..files.len() {
+                let j = if rng.below(10) < 3 { rng.below(files.len() as u64) as usize } else { i };
+                let (f, len) = files[j];
+                v.push(read(99 * REGION + rng.below(64), 1));
+                let mut o = 0;
+                while o < len {
+                    let n = (len - o).min(4);
+                    v.push(read(f + o, n));
+                    o += n;
+                }
+            }
+            v
+        }
+        // A Zipf(0.9) hot set of 4 KiB reads over 80 MiB (more than the
+        // default cache: reuse, so pollution costs) interleaved 1:1 with a
+        // sequential scan of 64 KiB requests.
+        "zipf-scan" => {
+            let z = Zipf::new(20_480, 0.9);
+            let mut scan = 110 * REGION;
+            let mut v = Vec::new();
+            for i in 0..24_000 {
+                if i % 2 == 0 {
+                    v.push(read(108 * REGION + z.sample(&mut rng) * 7 % 20_480, 1));
+                } else {
+                    v.push(read(scan, 16));
+                    scan += 16;
+                }
+            }
+            v
+        }
+        // 48 and 64 sequential 8 KiB readers, picked at random.
+        "interleaved48" => interleaved(&mut rng, 48, 2, 24_576, 120),
+        "interleaved64" => interleaved(&mut rng, 64, 2, 32_768, 140),
         _ => return None,
     };
     Some(v)
