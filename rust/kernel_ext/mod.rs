@@ -21,5 +21,6 @@ pub(crate) mod print;
 pub(crate) mod shrinker;
 pub(crate) mod sync;
 pub(crate) mod time;
+pub(crate) mod trace;
 pub(crate) mod vfs;
 pub(crate) mod zeroable;
