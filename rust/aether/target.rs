@@ -383,9 +383,9 @@ impl TargetOperations for AetherTarget {
         let bytes = u64::from(bio.size());
         let sectors = bio.size() >> 9;
         // Counts what this bio makes late, for its trace event.
-        let late = Cell::new(0);
+        let late = Cell::new(0u32);
         let mut sink = |st, o, n| {
-            late.set(late.get() + if o == Outcome::Late { n } else { 0 });
+            late.set(late.get().saturating_add(if o == Outcome::Late { n } else { 0 }));
             s.record_outcome(st, o, n)
         };
         match bio.op() {

@@ -57,16 +57,16 @@ dmsetup message t 0 reset_stats
 # (late blocks are likely: a reader catches up with its prefetch), a write
 # over blocks prefetched ahead of the reader (invalidations), random reads
 # (the gate stays closed).
-fio --name=seq --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --size=16M --output=/dev/null ||
+fio --name=seq --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --size=16M --eta=never --output=/dev/null ||
     t_fail "fio seq"
 fio --name=par --filename=$P --rw=read --bs=16k --direct=1 --ioengine=libaio --iodepth=8 --numjobs=4 \
-    --offset_increment=8M --offset=16M --size=8M --output=/dev/null || t_fail "fio parallel readers"
-fio --name=seq2 --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --offset=56M --size=4M --output=/dev/null ||
+    --offset_increment=8M --offset=16M --size=8M --eta=never --output=/dev/null || t_fail "fio parallel readers"
+fio --name=seq2 --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --offset=56M --size=4M --eta=never --output=/dev/null ||
     t_fail "fio seq2"
-fio --name=w --filename=$P --rw=write --bs=64k --direct=1 --ioengine=psync --offset=60M --size=1M --output=/dev/null ||
+fio --name=w --filename=$P --rw=write --bs=64k --direct=1 --ioengine=psync --offset=60M --size=1M --eta=never --output=/dev/null ||
     t_fail "fio write"
 fio --name=rand --filename=$P --rw=randread --bs=4k --direct=1 --ioengine=psync --size=64M --io_size=4M \
-    --output=/dev/null || t_fail "fio random"
+    --eta=never --output=/dev/null || t_fail "fio random"
 # Let the last prefetches complete (their done events), then stop.
 sleep 2
 echo 0 > $T/tracing_on
@@ -115,11 +115,26 @@ t_eq "P is Q16 (0 to 65536) in every decision" 0 "$(awk '/aether_decision:/ {
     for (i = 1; i < NF; i++) if ($i == "P") { split($(i + 1), q, "/"); if (q[1] > 65536 || q[2] != 65536) bad++ } }
     END { print bad + 0 }' $TR)"
 
+# A filter on dev (the kernel's dev_t, major << 20 | minor) keeps this device's events only.
+kdev=$(( (${DEV%%:*} << 20) | ${DEV##*:} ))
+for f in "dev == $kdev" "dev != $kdev"; do
+    echo "$f" > $EV/filter
+    echo > $T/trace
+    echo 1 > $T/tracing_on
+    fio --name=flt --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --offset=40M --size=1M --eta=never --output=/dev/null
+    echo 0 > $T/tracing_on
+    snap
+    n=$(grep -c ': aether_decision:' $TR)
+    if [ "$f" = "dev == $kdev" ]; then t_eq "filter '$f' keeps all 256 decisions" 256 "$n"
+    else t_eq "filter '$f' keeps none" 0 "$n"; fi
+done
+echo 0 > $EV/filter
+
 # Disabled events record nothing.
 echo > $T/trace
 echo 0 > $EV/enable
 echo 1 > $T/tracing_on
-fio --name=off --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --size=4M --output=/dev/null
+fio --name=off --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --size=4M --eta=never --output=/dev/null
 sleep 1
 echo 0 > $T/tracing_on
 snap
@@ -130,7 +145,7 @@ if [ -x /aether/bin/perf ]; then
     dmsetup message t 0 reset_stats
     /aether/bin/perf stat -a -x, -o /tmp/perf.csv -e aether:aether_decision -e aether:aether_prefetch_issue -- \
         fio --name=perf --filename=$P --rw=read --bs=4k --direct=1 --ioengine=psync --offset=32M --size=4M \
-        --output=/dev/null
+        --eta=never --output=/dev/null
     sleep 1
     sed 's/^/# perf: /' /tmp/perf.csv | grep -v '^# perf: *$' | head -5
     status=$(dmsetup status t)
