@@ -39,7 +39,8 @@ impl ReadCompletion for PrefetchRead {
     fn complete(self, mut pages: PageRun, status: BlkStatus) {
         let s = &self.shared;
         let n = self.run.len() as u64;
-        trace::prefetch_done(s.devt, self.run.first_block * BLOCK_SECTORS, (n * BLOCK_SECTORS) as u32, status, self.issued_ns);
+        let (lba, sectors) = (self.run.first_block * BLOCK_SECTORS, (n * BLOCK_SECTORS) as u32);
+        trace::prefetch_done(s.devt, lba, sectors, status, self.issued_ns);
         if status.is_ok() {
             let stale = s.cache.fill(&self.run, &mut pages);
             s.telemetry.add(Counter::PrefetchStaleDropped, u64::from(stale));
@@ -65,7 +66,15 @@ pub(crate) fn issue(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &Dm
 }
 
 /// Issues the blocks covering `sectors` sectors at `start`.
-fn issue_range(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, d: &Decision, start: u64, sectors: u64, now: u64) {
+fn issue_range(
+    s: &Arc<Shared>,
+    pool: Pin<&BioPool<PrefetchRead>>,
+    dev: &DmDev,
+    d: &Decision,
+    start: u64,
+    sectors: u64,
+    now: u64,
+) {
     let mut next = start / BLOCK_SECTORS;
     let end = start.saturating_add(sectors).div_ceil(BLOCK_SECTORS).min(next.saturating_add(MAX_BLOCKS_PER_DECISION));
     let mut sink = |stream, outcome, n| s.record_outcome(stream, outcome, n);
@@ -95,7 +104,8 @@ fn issue_range(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, 
         let sector = run.first_block * BLOCK_SECTORS;
         let read = PrefetchRead { shared: s.clone(), run, issued_ns: now };
         let result = pool.submit_read(dev, sector, pages, read);
-        trace::prefetch_issue(s.devt, sector, (blocks * BLOCK_SECTORS) as u32, if result.is_ok() { 0 } else { ENOMEM.to_errno() });
+        let errno = if result.is_ok() { 0 } else { ENOMEM.to_errno() };
+        trace::prefetch_issue(s.devt, sector, (blocks * BLOCK_SECTORS) as u32, errno);
         match result {
             Ok(()) => {
                 s.telemetry.add(Counter::PrefetchIssued, blocks);

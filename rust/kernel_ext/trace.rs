@@ -20,7 +20,16 @@ use crate::aether_core::cache::BLOCK_SECTORS;
 /// The gate's verdict on a demand read of `sectors` at `lba`: probability
 /// `prob` (Q16), `depth` extents of `pf_sectors` sectors in all.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn decision(dev: u32, stream: u32, lba: u64, sectors: u32, prob: u32, depth: u32, pf_sectors: u64, prefetch: bool) {
+pub(crate) fn decision(
+    dev: u32,
+    stream: u32,
+    lba: u64,
+    sectors: u32,
+    prob: u32,
+    depth: u32,
+    pf_sectors: u64,
+    prefetch: bool,
+) {
     // SAFETY: Plain values; a trace event may fire in any context.
     unsafe { bindings::aether_trace_decision(dev, stream, lba, sectors, prob, depth, pf_sectors, prefetch) }
 }
