@@ -125,6 +125,9 @@ run_job() {
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
 run_job target --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
 run_job prefetch --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/prefetch-tests.sh"
+# The trace events through tracefs, and through perf when the host has one.
+perf_bin=(); [ -x /usr/bin/perf ] && perf_bin=(--bin /usr/bin/perf)
+run_job trace --timeout 600 "${perf_bin[@]}" "$AETHER_ROOT/scripts/guest/trace-tests.sh"
 
 # aether-part against two NVMe controllers behind an emulated intel-iommu.
 if (cd "$AETHER_ROOT" && cargo build -q -p aether-part 2>"$out/part-build.log"); then

@@ -16,6 +16,7 @@ use crate::block_cache::TicketRun;
 use crate::kernel_ext::bio_pool::{BioPool, ReadCompletion};
 use crate::kernel_ext::dm::{BlkStatus, DmDev};
 use crate::kernel_ext::page::{CachePage, PageRun, PAGE_BYTES};
+use crate::kernel_ext::trace;
 use crate::target::Shared;
 use crate::telemetry::Counter;
 use kernel::{prelude::*, sync::Arc};
@@ -30,12 +31,16 @@ pub(crate) const BIO_RESERVE: u32 = 16;
 pub(crate) struct PrefetchRead {
     shared: Arc<Shared>,
     run: TicketRun,
+    /// When the demand read that issued it was mapped (ns), for tracing.
+    issued_ns: u64,
 }
 
 impl ReadCompletion for PrefetchRead {
     fn complete(self, mut pages: PageRun, status: BlkStatus) {
         let s = &self.shared;
         let n = self.run.len() as u64;
+        let (lba, sectors) = (self.run.first_block * BLOCK_SECTORS, (n * BLOCK_SECTORS) as u32);
+        trace::prefetch_done(s.devt, lba, sectors, status, self.issued_ns);
         if status.is_ok() {
             let stale = s.cache.fill(&self.run, &mut pages, &mut |st, o, n| s.record_outcome(st, o, n));
             s.telemetry.add(Counter::PrefetchStaleDropped, u64::from(stale));
@@ -46,22 +51,30 @@ impl ReadCompletion for PrefetchRead {
     }
 }
 
-/// Issues the reads `d` decided on, for stream `d.stream`.
-pub(crate) fn issue(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, d: &Decision) {
+/// Issues the reads `d` decided on, for stream `d.stream`, at `now` (ns).
+pub(crate) fn issue(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, d: &Decision, now: u64) {
     if d.is_contiguous() {
         let sectors = u64::from(d.sectors).saturating_mul(u64::from(d.count));
-        issue_range(s, pool, dev, d, d.start, sectors);
+        issue_range(s, pool, dev, d, d.start, sectors, now);
     } else {
         for i in 0..d.count {
             if let Some((start, len)) = d.extent(i) {
-                issue_range(s, pool, dev, d, start, u64::from(len));
+                issue_range(s, pool, dev, d, start, u64::from(len), now);
             }
         }
     }
 }
 
 /// Issues the blocks covering `sectors` sectors at `start`.
-fn issue_range(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, d: &Decision, start: u64, sectors: u64) {
+fn issue_range(
+    s: &Arc<Shared>,
+    pool: Pin<&BioPool<PrefetchRead>>,
+    dev: &DmDev,
+    d: &Decision,
+    start: u64,
+    sectors: u64,
+    now: u64,
+) {
     let mut next = start / BLOCK_SECTORS;
     let end = start.saturating_add(sectors).div_ceil(BLOCK_SECTORS).min(next.saturating_add(MAX_BLOCKS_PER_DECISION));
     let mut sink = |stream, outcome, n| s.record_outcome(stream, outcome, n);
@@ -89,7 +102,11 @@ fn issue_range(s: &Arc<Shared>, pool: Pin<&BioPool<PrefetchRead>>, dev: &DmDev, 
         }
         let blocks = pages.len() as u64;
         let sector = run.first_block * BLOCK_SECTORS;
-        match pool.submit_read(dev, sector, pages, PrefetchRead { shared: s.clone(), run }) {
+        let read = PrefetchRead { shared: s.clone(), run, issued_ns: now };
+        let result = pool.submit_read(dev, sector, pages, read);
+        let errno = if result.is_ok() { 0 } else { ENOMEM.to_errno() };
+        trace::prefetch_issue(s.devt, sector, (blocks * BLOCK_SECTORS) as u32, errno);
+        match result {
             Ok(()) => {
                 s.telemetry.add(Counter::PrefetchIssued, blocks);
                 s.telemetry.add(Counter::PrefetchBytes, blocks * PAGE_BYTES as u64);

@@ -27,9 +27,11 @@ use crate::kernel_ext::print::ratelimit;
 use crate::kernel_ext::shrinker::{Shrinker, ShrinkerOps};
 use crate::kernel_ext::sync::{new_irq_spinlock, IrqSpinLock};
 use crate::kernel_ext::time::ktime_get_ns;
+use crate::kernel_ext::trace;
 use crate::prefetch::{self, PrefetchRead, BIO_RESERVE};
 use crate::telemetry::{Counter, Direction, Telemetry};
 use crate::tuning::{self, DeviceTuning, Settings, TuneError, Tunable, DEFAULTS};
+use core::cell::Cell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::{alloc::KVBox, c_str, ffi::c_int, prelude::*, str::CStr, sync::Arc};
@@ -82,6 +84,8 @@ pub(crate) struct Gate {
 pub(crate) struct Shared {
     /// The underlying device as `major:minor`, for `dmsetup table`.
     dev_name: KVec<u8>,
+    /// The aether device's `dev_t`, naming it in trace events.
+    pub(crate) devt: u32,
     /// Whether reads go through the gate.
     pub(crate) enabled: AtomicBool,
     /// Between presuspend and resume: issue no prefetch.
@@ -302,6 +306,7 @@ impl AetherTarget {
         }
         let d = g.engine.on_read(offset, sectors, now);
         drop(gate);
+        trace::decision(s.devt, d.stream.0, offset, sectors, d.probability, d.count, d.total_sectors(), d.prefetch);
         if !d.prefetch {
             s.telemetry.add(Counter::GateClosed, 1);
             return;
@@ -309,7 +314,7 @@ impl AetherTarget {
         s.telemetry.add(Counter::GateOpen, 1);
         s.telemetry.add(Counter::GateSectors, d.total_sectors());
         if !s.suspended.load(Relaxed) {
-            prefetch::issue(s, self.reads.as_ref(), dev, &d);
+            prefetch::issue(s, self.reads.as_ref(), dev, &d, now);
         }
     }
 }
@@ -346,9 +351,11 @@ impl TargetOperations for AetherTarget {
         dev_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
         let mut shrinker_name = KVec::new();
         shrinker_name.extend_from_slice(dev.name().as_bytes_with_nul(), GFP_KERNEL)?;
+        let devt = target.mapped_device().devt();
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
                 dev_name,
+                devt,
                 enabled: AtomicBool::new(cfg.enabled),
                 suspended: AtomicBool::new(false),
                 split_at: AtomicU64::new(u64::MAX),
@@ -400,7 +407,12 @@ impl TargetOperations for AetherTarget {
         let offset = bio.sector().wrapping_sub(target.begin());
         let bytes = u64::from(bio.size());
         let sectors = bio.size() >> 9;
-        let mut sink = |st, o, n| s.record_outcome(st, o, n);
+        // Counts what this bio makes late, for its trace event.
+        let late = Cell::new(0u32);
+        let mut sink = |st, o, n| {
+            late.set(late.get().saturating_add(if o == Outcome::Late { n } else { 0 }));
+            s.record_outcome(st, o, n)
+        };
         match bio.op() {
             BioOp::Read => {
                 s.telemetry.add(Counter::Reads, 1);
@@ -415,6 +427,7 @@ impl TargetOperations for AetherTarget {
                         self.gate_and_prefetch(dev, offset, sectors, now as u64);
                     }
                     match s.cache.serve(bio, offset, sectors, &mut sink) {
+                        Served::No if late.get() != 0 => trace::late(s.devt, offset, sectors, late.get()),
                         Served::No => {}
                         Served::Wait(head) => {
                             // Its prefetches are in flight: wait for them
@@ -428,6 +441,7 @@ impl TargetOperations for AetherTarget {
                             return MapResult::Park;
                         }
                         served => {
+                            trace::hit(s.devt, offset, if let Served::Head(n) = served { n } else { sectors });
                             if let Served::Head(n) = served {
                                 s.split_at.store(offset + u64::from(n), Relaxed);
                             }
@@ -451,6 +465,9 @@ impl TargetOperations for AetherTarget {
                 // than it, and no prefetch may overtake it.
                 let (fence, forgotten) = s.cache.invalidate_and_fence(offset, sectors, &mut sink);
                 s.telemetry.add(Counter::CacheInvalidated, u64::from(forgotten));
+                if forgotten != 0 {
+                    trace::invalidate(s.devt, offset, sectors, forgotten);
+                }
                 pb.kind = BioKind::Write { fence, timed };
                 if s.enabled.load(Relaxed) {
                     s.gate.lock().engine.on_write(offset, sectors, now as u64);

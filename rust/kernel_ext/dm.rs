@@ -69,6 +69,10 @@ impl BlkStatus {
     pub(super) fn from_raw(v: u8) -> Self {
         Self(v)
     }
+
+    pub(super) fn raw(self) -> u8 {
+        self.0
+    }
 }
 
 /// The target instance being constructed or running: one table line.
@@ -188,6 +192,12 @@ impl<'a> MappedDevice<'a> {
     /// The device's identity, to keep beyond this borrow.
     pub(crate) fn id(&self) -> DeviceId {
         DeviceId(self.md as usize)
+    }
+
+    /// The device's `dev_t` (`/dev/dm-N`), which names it in trace events.
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: `md` is live (type invariant), so is its gendisk.
+        unsafe { bindings::aether_md_devt(self.md) }
     }
 
     /// The device's current name, copied into `buf`. May sleep.

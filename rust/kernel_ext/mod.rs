@@ -27,6 +27,7 @@ pub(crate) mod sched;
 pub(crate) mod shrinker;
 pub(crate) mod sync;
 pub(crate) mod time;
+pub(crate) mod trace;
 #[cfg(aether_kunit)]
 pub(crate) mod vfs;
 pub(crate) mod zeroable;

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * aether's C shim: only what Rust cannot express on 6.12 (static inlines and
- * macros, C struct tables that must carry THIS_MODULE, module parameters).
- * No logic lives here; every callback is Rust.
+ * macros, C struct tables that must carry THIS_MODULE, module parameters,
+ * trace events). No logic lives here; every callback is Rust.
  */
+#include <linux/device-mapper.h>
 #include <linux/module.h>
 #include <linux/ratelimit.h>
 #include "aether_shim.h"
+
+#define CREATE_TRACE_POINTS
+#include "aether_trace.h"
 
 #ifndef AETHER_KUNIT
 /* Lets device-mapper autoload the module for an "aether" table line. */
@@ -128,6 +132,48 @@ bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsi
 		kunmap_local(dst);
 	}
 	return true;
+}
+
+/* The dev_t of a mapped device (/dev/dm-N), which names it in trace events. */
+u32 aether_md_devt(struct mapped_device *md)
+{
+	return disk_devt(dm_disk(md));
+}
+
+/*
+ * Trace events: trace_aether_*() are static inlines, so Rust calls these.
+ * Each body is one static-key branch, patched to a no-op while the event is
+ * off: a disabled event costs the call and nothing else.
+ */
+void aether_trace_decision(u32 dev, u32 stream, u64 lba, u32 sectors, u32 prob, u32 depth,
+			   u64 pf_sectors, bool prefetch)
+{
+	trace_aether_decision(dev, stream, lba, sectors, prob, depth, pf_sectors, prefetch);
+}
+
+void aether_trace_prefetch_issue(u32 dev, u64 lba, u32 sectors, int status)
+{
+	trace_aether_prefetch_issue(dev, lba, sectors, status);
+}
+
+void aether_trace_prefetch_done(u32 dev, u64 lba, u32 sectors, u8 status, u64 issued_ns)
+{
+	trace_aether_prefetch_done(dev, lba, sectors, status, issued_ns);
+}
+
+void aether_trace_hit(u32 dev, u64 lba, u32 sectors, u32 blocks)
+{
+	trace_aether_hit(dev, lba, sectors, blocks);
+}
+
+void aether_trace_late(u32 dev, u64 lba, u32 sectors, u32 blocks)
+{
+	trace_aether_late(dev, lba, sectors, blocks);
+}
+
+void aether_trace_invalidate(u32 dev, u64 lba, u32 sectors, u32 blocks)
+{
+	trace_aether_invalidate(dev, lba, sectors, blocks);
 }
 
 /*

@@ -10,6 +10,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/debugfs.h>
+#include <linux/device-mapper.h>
 #include <linux/fs.h>
 #include <linux/moduleparam.h>
 #include <linux/percpu.h>
@@ -36,6 +37,16 @@ unsigned long aether_totalram_pages(void);
 void aether_cond_resched(void);
 bool aether_bio_copy_from_pages(struct bio *bio, struct page *const *pages, unsigned int npages,
 				unsigned int offset);
+
+/* Trace events (aether_trace.h), one wrapper per event. */
+u32 aether_md_devt(struct mapped_device *md);
+void aether_trace_decision(u32 dev, u32 stream, u64 lba, u32 sectors, u32 prob, u32 depth,
+			   u64 pf_sectors, bool prefetch);
+void aether_trace_prefetch_issue(u32 dev, u64 lba, u32 sectors, int status);
+void aether_trace_prefetch_done(u32 dev, u64 lba, u32 sectors, u8 status, u64 issued_ns);
+void aether_trace_hit(u32 dev, u64 lba, u32 sectors, u32 blocks);
+void aether_trace_late(u32 dev, u64 lba, u32 sectors, u32 blocks);
+void aether_trace_invalidate(u32 dev, u64 lba, u32 sectors, u32 blocks);
 
 /* debugfs file operations; the callbacks are Rust (kernel_ext/debugfs.rs). */
 extern const struct file_operations aether_debugfs_fops;
