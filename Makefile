@@ -4,12 +4,13 @@
 #   make            build the test kernel if needed, then aether.ko
 #   make demo       boot QEMU with an emulated NVMe and show aether working
 #   make test       host tests, KUnit suites and integration tests in QEMU
-#   make bench      fio raw NVMe vs aether in one QEMU run (ratios)
+#   make bench      fio: raw NVMe, Linux readahead, aether (gate off), aether in one QEMU run (ratios)
+#   make bench-contention  8 fio jobs on 4 vCPUs: aether vs dm-linear vs gate off
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo bench clean
+.PHONY: all module setup kernel kernel-image kernel-dir test demo bench bench-contention clean
 
 all: module
 
@@ -36,6 +37,9 @@ demo:
 
 bench:
 	@scripts/bench.sh
+
+bench-contention:
+	@scripts/bench.sh --contention
 
 clean:
 	rm -rf target aether.ko *.o *.mod *.mod.c .*.cmd modules.order Module.symvers \
