@@ -6,11 +6,11 @@
 #       issue 9: seq, strided, random QD1/QD32, 4 loaders, 8 interleaved
 #       streams, 70/30 mixed and random p99 beside a stream, each on raw
 #       O_DIRECT, Linux buffered readahead, aether (gate off) and aether;
-#       2 vCPUs; default 3 rounds, at most 4 s per run (about 9 minutes).
+#       2 vCPUs; default 3 rounds, at most 3 s per run (about 9 minutes).
 #   scripts/bench.sh --contention [ROUNDS [SECONDS]]
 #       issue 8: 8 fio jobs (random QD1, random QD32, sequential) on raw,
 #       dm-linear, aether (gate off) and aether; 4 vCPUs; gate_skipped/reads
-#       measures contention on the gate; default 3 rounds x 4 s (about 5 minutes).
+#       measures contention on the gate; default 3 rounds x 3 s (about 4 minutes).
 #
 # Prints the table; saves the JSON (schema aether-bench/2, see
 # scripts/plot-bench.py) as build/bench/results.json (build/bench-contention/
@@ -25,7 +25,7 @@ set -euo pipefail
 
 mode=main smp=2 sub=bench
 if [ "${1:-}" = --contention ]; then mode=contention smp=4 sub=bench-contention; shift; fi
-rounds=${1:-3} secs=${2:-4}
+rounds=${1:-3} secs=${2:-3}
 [[ $rounds =~ ^[1-9][0-9]*$ && $secs =~ ^[1-9][0-9]*$ ]] || die "usage: bench.sh [--contention] [ROUNDS [SECONDS]]"
 out=$AETHER_ROOT/build/$sub
 mkdir -p "$out"
