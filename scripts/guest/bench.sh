@@ -34,6 +34,7 @@ ROUNDS=${2:-3}
 SECS=${3:-3}
 NS=/dev/nvme0n1
 M=1048576
+W=/tmp   # work files: runs, pf, table
 
 fail() { echo "# bench: $*"; t_fail "$*"; t_done; exit 1; }
 case $MODE in main|contention) ;; *) fail "unknown mode '$MODE' (main or contention)" ;; esac
@@ -97,9 +98,9 @@ setup() {
     esac
 }
 
-: > /tmp/runs   # wl round cfg iops demand_bytes device_bytes p99_us
-: > /tmp/pf     # wl round reads demand_blocks issued hits late wasted unused_at_end cache_read_hits gate_skipped stale alloc_fail
-# run WL ROUND CFG: one fio run; appends to /tmp/runs (and /tmp/pf for aether).
+: > $W/runs   # wl round cfg iops demand_bytes device_bytes p99_us
+: > $W/pf     # wl round reads demand_blocks issued hits late wasted unused_at_end cache_read_hits gate_skipped stale alloc_fail
+# run WL ROUND CFG: one fio run; appends to $W/runs (and $W/pf for aether).
 run() {
     wl=$1 r=$2 c=$3
     direct=1; [ "$c" = linux_buffered ] && direct=0
@@ -114,14 +115,14 @@ run() {
     set -- $(awk -F';' -v wl="$wl" '$1 == 3 && (wl != "p99_beside_seq" || $3 == "rand") {
         split($30, p, "="); printf "%d %d %d", $8 + $49, $6 * 1024, p[2]; exit }' /tmp/fio.out)
     [ $# = 3 ] && [ "$1" -gt 0 ] || fail "fio reported nothing for $wl on $c (round $r): $(head -3 /tmp/fio.out /tmp/fio.err)"
-    echo "$wl $r $c $1 $2 $dbytes $3" >> /tmp/runs
+    echo "$wl $r $c $1 $2 $dbytes $3" >> $W/runs
     RUN_LINE="$RUN_LINE $c=$1"
     if [ "$c" = aether ]; then
         # One status read (each dmsetup call costs about 0.3 s under TCG).
         dmsetup status b_aether | tr ' ' '\n' > /tmp/st
         echo "$wl $r $(st reads) $(( $(st read_bytes) / 4096 )) $(st prefetch_issued) $(st prefetch_hits)" \
             "$(st prefetch_late) $(st prefetch_wasted) $(st cache_unused_blocks) $(st cache_read_hits)" \
-            "$(st gate_skipped) $(st prefetch_stale_dropped) $(st prefetch_alloc_failures)" >> /tmp/pf
+            "$(st gate_skipped) $(st prefetch_stale_dropped) $(st prefetch_alloc_failures)" >> $W/pf
         case $wl in p99_beside_seq) ;; *)
             RUN_LINE="$RUN_LINE(dev_MiB=$((dbytes / M)),hits=$(st prefetch_hits),late=$(st prefetch_late),skipped=$(st gate_skipped))" ;;
         esac
@@ -143,18 +144,20 @@ while [ "$r" -le "$ROUNDS" ]; do
 done
 t_ok "$MODE: $ROUNDS rounds of $(echo $WORKLOADS | wc -w) workloads ran"
 t_eq "aether: no prefetch allocation failures during the benchmark" 0 \
-    "$(awk '{ s += $13 } END { print s + 0 }' /tmp/pf)"
+    "$(awk '{ s += $13 } END { print s + 0 }' $W/pf)"
 t_dmesg_clean "$MODE benchmark"
 
 # ------------------------------------------------------------ aggregation
-# One awk program turns /tmp/runs and /tmp/pf into the table and the JSON.
+# One awk program turns $W/runs and $W/pf into $W/table and the JSON file $1
+# (scripts/tests/test_bench_aggregate.py runs it on the host).
 aggregate() {
-    awk -v mode="$MODE" -v rounds="$ROUNDS" -v secs="$SECS" -v wls="$WORKLOADS" -v out="$1" \
+    awk -v mode="$MODE" -v rounds="$ROUNDS" -v secs="$SECS" -v wls="$WORKLOADS" -v out="$1" -v runs="$W/runs" -v table="$W/table" \
         -v kernel="$(uname -r)" -v cpus="$(nproc)" -v fiov="$(fio --version)" -v span="$SPAN" -v ra="$RA" '
+    # Values come back from val() as strings in busybox awk: callers add 0, or "500" > "2000".
     function sort(x, n,   i, j, t) { for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t } }
     function med(x, n) { if (n == 0) return ""; sort(x, n); return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
     # Median over rounds of a field of one configuration (f: 4 iops, 6 device bytes, 7 p99, 8 extra device bytes %).
-    function mf(w, c, f,   k, n, x) { n = 0; for (k = 1; k <= rounds; k++) if ((w, k, c) in V4) { n++; x[n] = val(w, k, c, f) } return med(x, n) }
+    function mf(w, c, f,   k, n, x) { n = 0; for (k = 1; k <= rounds; k++) if ((w, k, c) in V4) { n++; x[n] = val(w, k, c, f) + 0 } return med(x, n) }
     function val(w, k, c, f) { return f == 4 ? V4[w, k, c] : f == 6 ? V6[w, k, c] : f == 7 ? V7[w, k, c] : \
         (V5[w, k, c] > 0 ? 100 * (V6[w, k, c] / V5[w, k, c] - 1) : 0) }
     # Median over rounds of the within-round ratio a/b of field f.
@@ -192,17 +195,17 @@ aggregate() {
         GB["c_randread_qd1"] = "linear"; GM["c_randread_qd1"] = 0.98
         GB["c_randread_qd32"] = "linear"; GM["c_randread_qd32"] = 0.98
     }
-    FILENAME == "/tmp/runs" { V4[$1, $2, $3] = $4; V5[$1, $2, $3] = $5; V6[$1, $2, $3] = $6; V7[$1, $2, $3] = $7; next }
+    FILENAME == runs { V4[$1, $2, $3] = $4; V5[$1, $2, $3] = $5; V6[$1, $2, $3] = $6; V7[$1, $2, $3] = $7; next }
     { P[$1, "reads"] += $3; P[$1, "demand"] += $4; P[$1, "issued"] += $5; P[$1, "hits"] += $6; P[$1, "late"] += $7
       P[$1, "wasted"] += $8; P[$1, "unused"] += $9; P[$1, "served"] += $10; P[$1, "skipped"] += $11; P[$1, "stale"] += $12 }
     END {
         nw = split(wls, W, " ")
         if (mode == "main") {
             printf "%-14s %7s %7s %7s %7s  %7s %7s %7s %7s  %-17s %-14s  %s\n", "workload", "raw", "buffrd", "gateoff", "aether",
-                "ae/raw", "ae/buf", "buf/raw", "off/raw", "dev+% raw/buf/ae", "hit/late/wst%", "goal (aether): result" > "/tmp/table"
+                "ae/raw", "ae/buf", "buf/raw", "off/raw", "dev+% raw/buf/ae", "hit/late/wst%", "goal (aether): result" > table
         } else {
             printf "%-16s %7s %7s %7s %7s  %9s %11s %9s %10s  %s\n", "workload (8 jobs)", "raw", "linear", "gateoff", "aether",
-                "ae/linear", "ae/gate_off", "lin/raw", "skipped%", "goal: result" > "/tmp/table"
+                "ae/linear", "ae/gate_off", "lin/raw", "skipped%", "goal: result" > table
         }
         js = ""
         for (i = 1; i <= nw; i++) {
@@ -214,7 +217,7 @@ aggregate() {
                 v = mr(w, "aether", "gate_off", 7); met = (v != "" && v <= 1.05)
                 goal = "{\"baseline\": \"gate_off\", \"max\": 1.05, \"metric\": \"p99 completion latency of the random reader\"}"
                 printf "%-14s %7s %7s %7s %7s  %s\n", "p99_rand|seq", "-", "-", fmt(mf(w, "gate_off", 7), "%dus"), fmt(mf(w, "aether", 7), "%dus"),
-                    sprintf("p99 aether/gate_off %s; goal <= 1.05x gate off: %s", fmt(v, "%.3f"), met ? "met" : "MISSED") > "/tmp/table"
+                    sprintf("p99 aether/gate_off %s; goal <= 1.05x gate off: %s", fmt(v, "%.3f"), met ? "met" : "MISSED") > table
                 js = js (js ? ",\n    " : "") "{\"name\": " jstr(w) ", \"description\": " jstr(DESC[w]) \
                     ", \"p99_us\": " cfg_json(w, 7, "%d") ", \"median_ratio_p99\": {\"aether/gate_off\": " (v == "" ? "null" : sprintf("%.3f", v)) "}" \
                     ", \"median_iops_random_reader\": " cfg_json(w, 4, "%d") ", \"goal\": " goal ", \"meets_goal\": " (met ? "true" : "false") "}"
@@ -239,11 +242,11 @@ aggregate() {
                     fmt(mr(w, "aether", "linux_buffered", 4), "%.2f"), fmt(mr(w, "linux_buffered", "raw", 4), "%.2f"),
                     fmt(mr(w, "gate_off", "raw", 4), "%.2f"),
                     fmt(mf(w, "raw", 8), "%.0f") "/" fmt(mf(w, "linux_buffered", 8), "%.0f") "/" fmt(mf(w, "aether", 8), "%.0f"),
-                    sprintf("%.0f/%.0f/%.0f", hit, late, wst), gtxt > "/tmp/table"
+                    sprintf("%.0f/%.0f/%.0f", hit, late, wst), gtxt > table
             } else {
                 printf "%-16s %7s %7s %7s %7s  %9s %11s %9s %10s  %s\n", substr(w, 3), fmt(mf(w, "raw", 4), "%d"), fmt(mf(w, "linear", 4), "%d"),
                     fmt(mf(w, "gate_off", 4), "%d"), fmt(mf(w, "aether", 4), "%d"), fmt(mr(w, "aether", "linear", 4), "%.3f"),
-                    fmt(mr(w, "aether", "gate_off", 4), "%.3f"), fmt(mr(w, "linear", "raw", 4), "%.3f"), sprintf("%.2f", skp), gtxt > "/tmp/table"
+                    fmt(mr(w, "aether", "gate_off", 4), "%.3f"), fmt(mr(w, "linear", "raw", 4), "%.3f"), sprintf("%.2f", skp), gtxt > table
             }
             js = js (js ? ",\n    " : "") "{\"name\": " jstr(w) ", \"description\": " jstr(DESC[w]) \
                 ", \"median_iops\": " cfg_json(w, 4, "%d") \
@@ -263,14 +266,14 @@ aggregate() {
         printf "  \"span_bytes\": %d, \"read_ahead_kb\": %d,\n", span, ra > out
         printf "  \"method\": \"each run: page cache dropped, dm device created fresh, one pass from the start of the span until its end or seconds_per_run; ratios: median over rounds of the within-round ratio; device bytes: /sys/block/nvme0n1/stat sectors read x 512; prefetch: aether counters summed over rounds (waste_pct = wasted / (hits + late + wasted); unused_at_end = prefetched blocks still unused when the run ended)\",\n" > out
         printf "  \"workloads\": [\n    %s\n  ]\n}\n", js > out
-    }' /tmp/runs /tmp/pf
+    }' "$W/runs" "$W/pf"
 }
 aggregate /tmp/results.json
 echo "@@BENCH-TABLE-BEGIN@@"
-cat /tmp/table
+cat $W/table
 echo "@@BENCH-TABLE-END@@"
 echo "@@BENCH-RUNS-BEGIN@@"
-cat /tmp/runs
+cat $W/runs
 echo "@@BENCH-RUNS-END@@"
 echo "@@BENCH-JSON-BEGIN@@"
 cat /tmp/results.json
