@@ -14,8 +14,10 @@
 #
 # Prints the table; saves the JSON (schema aether-bench/2, see
 # scripts/plot-bench.py) as build/bench/results.json (build/bench-contention/
-# for --contention), the per-run figures as runs.txt, the console as
-# console.log, and plots the JSON with scripts/plot-bench.py next to it.
+# for --contention), the per-run figures as runs.txt (workload round config
+# IOPS demand_bytes device_bytes p99_us) and prefetch.txt (aether's counters
+# per run, columns as in scripts/guest/bench.sh), the console as console.log,
+# and plots the JSON with scripts/plot-bench.py next to it.
 #
 # Exit status: 0 when the run completed, whether or not aether met its goals
 # (a missed goal is a result, printed in the table); non-zero when the guest
@@ -29,7 +31,7 @@ rounds=${1:-3} secs=${2:-3}
 [[ $rounds =~ ^[1-9][0-9]*$ && $secs =~ ^[1-9][0-9]*$ ]] || die "usage: bench.sh [--contention] [ROUNDS [SECONDS]]"
 out=$AETHER_ROOT/build/$sub
 mkdir -p "$out"
-rm -f "$out/results.json" "$out/runs.txt" "$out"/*.png
+rm -f "$out/results.json" "$out/runs.txt" "$out/prefetch.txt" "$out"/*.png
 
 "$AETHER_ROOT/scripts/build-module.sh"
 log "benchmark ($mode): $rounds rounds, at most $secs s per run, $smp vCPUs (console: $out/console.log)"
@@ -45,6 +47,7 @@ set -e
 grep -E '^# (bench|round)|^not ok' "$out/console.log" >&2 || true
 sed -n '/^@@BENCH-TABLE-BEGIN@@$/,/^@@BENCH-TABLE-END@@$/p' "$out/console.log" | sed '1d;$d'
 sed -n '/^@@BENCH-RUNS-BEGIN@@$/,/^@@BENCH-RUNS-END@@$/p' "$out/console.log" | sed '1d;$d' > "$out/runs.txt"
+sed -n '/^@@BENCH-PF-BEGIN@@$/,/^@@BENCH-PF-END@@$/p' "$out/console.log" | sed '1d;$d' > "$out/prefetch.txt"
 sed -n '/^@@BENCH-JSON-BEGIN@@$/,/^@@BENCH-JSON-END@@$/p' "$out/console.log" | sed '1d;$d' > "$out/results.json.tmp"
 if [ ! -s "$out/results.json.tmp" ]; then
     rm -f "$out/results.json.tmp"

@@ -275,6 +275,9 @@ echo "@@BENCH-TABLE-END@@"
 echo "@@BENCH-RUNS-BEGIN@@"
 cat $W/runs
 echo "@@BENCH-RUNS-END@@"
+echo "@@BENCH-PF-BEGIN@@"
+cat $W/pf
+echo "@@BENCH-PF-END@@"
 echo "@@BENCH-JSON-BEGIN@@"
 cat /tmp/results.json
 echo "@@BENCH-JSON-END@@"
