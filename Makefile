@@ -4,13 +4,14 @@
 #   make            build the test kernel if needed, then aether.ko
 #   make demo       boot QEMU with an emulated NVMe and show aether working
 #   make test       host tests, KUnit suites and integration tests in QEMU
-#   make bench      fio raw NVMe vs aether in one QEMU run (ratios)
+#   make bench      fio: raw NVMe, Linux readahead, aether (gate off), aether in one QEMU run (ratios)
+#   make bench-contention  8 fio jobs on 4 vCPUs: aether vs dm-linear vs gate off
 #   make bench-vfio kernel io_uring (irq, polled) vs aether-part's VFIO polled reads (ratios)
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo bench bench-vfio clean
+.PHONY: all module setup kernel kernel-image kernel-dir test demo bench bench-contention bench-vfio clean
 
 all: module
 
@@ -37,6 +38,9 @@ demo:
 
 bench:
 	@scripts/bench.sh
+
+bench-contention:
+	@scripts/bench.sh --contention
 
 bench-vfio:
 	@scripts/bench-vfio.sh
