@@ -20,6 +20,10 @@
 # plus a per-run archive with the job, aether.ko (if built), scripts/guest/*
 # and the --bin/--file extras. Exit status: the job's; 124 when the guest hung
 # and was killed; 125 when it died without reporting (panic, oops=panic).
+#
+# AETHER_KERNEL_FLAVOR=debug boots the debug kernel (KASAN, lockdep, kmemleak)
+# with panic_on_warn and ships build/module-debug/aether.ko as /aether/aether.ko;
+# AETHER_MODULE=PATH ships that .ko instead.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -48,7 +52,10 @@ job=$1; shift
 [ -f "$job" ] || die "qemu-run: no such job script: $job"
 [[ $nvme =~ ^[0-9]+$ ]] || die "qemu-run: --nvme takes a number"
 
+flavor=${AETHER_KERNEL_FLAVOR:-default}
 kernel=${AETHER_KERNEL:-$("$AETHER_ROOT/scripts/build-kernel.sh" --image)}
+if [ "$flavor" = default ]; then ko=${AETHER_MODULE:-$AETHER_ROOT/aether.ko}
+else ko=${AETHER_MODULE:-$AETHER_ROOT/build/module-$flavor/aether.ko}; fi
 [ -f "$kernel" ] || die "qemu-run: no kernel image at $kernel"
 
 # Copies a host binary and the libraries it links into staging dir $1.
@@ -89,7 +96,8 @@ mkdir -p "$st/aether/bin" "$st/aether/guest"
 install -m755 "$job" "$st/aether/job.sh"
 if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$st/aether/job.args"; fi
 cp "$AETHER_ROOT"/scripts/guest/*.sh "$st/aether/guest/"
-[ -f "$AETHER_ROOT/aether.ko" ] && cp "$AETHER_ROOT/aether.ko" "$st/aether/"
+for f in "$AETHER_ROOT"/scripts/guest/*.awk; do [ ! -e "$f" ] || cp "$f" "$st/aether/guest/"; done
+[ -f "$ko" ] && cp "$ko" "$st/aether/aether.ko"
 for b in "${bins[@]}"; do stage_bin "$st" "$b" "/aether/bin/$(basename "$b")"; done
 for f in "${files[@]}"; do cp -r "$f" "$st/aether/"; done
 (cd "$st" && find . | cpio -o -H newc --quiet) > "$run/run.cpio"
@@ -103,6 +111,8 @@ for i in $(seq 0 $((nvme - 1))); do
 done
 machine=(-machine q35,accel=tcg -cpu max)
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic kunit.filter_glob=aether* kmemleak=on"
+# Debug flavor: any WARN (KASAN reports, DEBUG_OBJECTS, atomic-sleep) ends the run.
+[ "$flavor" = default ] || cmdline="$cmdline panic_on_warn=1"
 if [ "$iommu" = 1 ]; then
     machine=(-machine q35,accel=tcg,kernel-irqchip=split -cpu max -device intel-iommu,intremap=on,caching-mode=on)
     cmdline="$cmdline intel_iommu=on"
