@@ -3,13 +3,15 @@
 #
 #   make            build the test kernel if needed, then aether.ko
 #   make demo       boot QEMU with an emulated NVMe and show aether working
-#   make test       host tests, KUnit suites and integration tests in QEMU
+#   make test       host tests, KUnit suites and integration tests in QEMU, on the default
+#                   and the debug (KASAN, lockdep, kmemleak) kernel flavors
+#   make soak       long hardening runs: 100 teardown cycles per flavor, concurrency soak
 #   make bench      fio raw NVMe vs aether in one QEMU run (ratios)
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo bench clean
+.PHONY: all module setup kernel kernel-image kernel-dir test soak demo bench clean
 
 all: module
 
@@ -30,6 +32,9 @@ kernel-dir:
 
 test:
 	@scripts/test.sh
+
+soak:
+	@scripts/soak.sh
 
 demo:
 	@scripts/demo.sh
