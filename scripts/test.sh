@@ -132,7 +132,7 @@ run_job faults --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.s
 run_job teardown --timeout 1200 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 20
 
 # 4. The debug kernel flavor (KASAN, lockdep, kmemleak, debug objects; panic_on_warn): the module
-# rebuilt against it, then a trimmed set: KUnit + smoke, the target and prefetch suites, a quarter
+# rebuilt against it, then a trimmed set: KUnit + smoke, the target and prefetch suites, a tenth
 # of the fuzz inputs, the fault jobs and 10 teardown cycles. (aether-part and aether-stat are host
 # tools; their jobs do not change with the kernel's checkers.) AETHER_TEST_FLAVORS=default skips it.
 if [[ " ${AETHER_TEST_FLAVORS:-default debug} " == *" debug "* ]]; then
@@ -145,7 +145,7 @@ if [[ " ${AETHER_TEST_FLAVORS:-default debug} " == *" debug "* ]]; then
         run_job debug-smoke --timeout 900 "$AETHER_ROOT/scripts/guest/smoke.sh"
         run_job debug-target --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
         run_job debug-prefetch --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/prefetch-tests.sh"
-        run_job debug-fuzz --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh" 20261204 25
+        run_job debug-fuzz --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh" 20261204 10
         run_job debug-faults --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
         run_job debug-teardown --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 10
         unset AETHER_KERNEL_FLAVOR
