@@ -3,7 +3,9 @@
 #
 #   make            build the test kernel if needed, then aether.ko
 #   make demo       boot QEMU with an emulated NVMe and show aether working
-#   make test       host tests, KUnit suites and integration tests in QEMU
+#   make test       host tests, KUnit suites and integration tests in QEMU, on the default
+#                   and the debug (KASAN, lockdep, kmemleak) kernel flavors
+#   make soak       long hardening runs: 100 teardown cycles per flavor, concurrency soak
 #   make bench      fio: raw NVMe, Linux readahead, aether (gate off), aether in one QEMU run (ratios)
 #   make bench-contention  8 fio jobs on 4 vCPUs: aether vs dm-linear vs gate off
 #   make bench-vfio kernel io_uring (irq, polled) vs aether-part's VFIO polled reads (ratios)
@@ -11,7 +13,7 @@
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test demo bench bench-contention bench-vfio clean
+.PHONY: all module setup kernel kernel-image kernel-dir test soak demo bench bench-contention bench-vfio clean
 
 all: module
 
@@ -32,6 +34,9 @@ kernel-dir:
 
 test:
 	@scripts/test.sh
+
+soak:
+	@scripts/soak.sh
 
 demo:
 	@scripts/demo.sh

@@ -6,20 +6,40 @@
 #   scripts/build-kernel.sh            build if needed, print nothing on stdout
 #   scripts/build-kernel.sh --image    ... then print the bzImage path
 #   scripts/build-kernel.sh --dir      ... then print the build tree (KDIR)
+#
+# AETHER_KERNEL_FLAVOR=debug builds a second kernel in the same cache (its own
+# key and tree): scripts/aether-debug.config layered on scripts/aether.config,
+# i.e. KASAN, lockdep, kmemleak on, debug objects. Default flavor: "default".
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 run_setup
 
-# One build at a time per cache: a second caller waits for the first.
+flavor=${AETHER_KERNEL_FLAVOR:-default}
+fragments=("$AETHER_ROOT/scripts/aether.config")
+case $flavor in
+    default) ;;
+    debug) fragments+=("$AETHER_ROOT/scripts/aether-debug.config") ;;
+    *) die "unknown AETHER_KERNEL_FLAVOR=$flavor (use default or debug)" ;;
+esac
+key=$( { echo "$KERNEL_SRC_VER"; cat "${fragments[@]}"; "$KRUSTC" --version; "$KBINDGEN" --version; clang --version | head -1; } \
+       | sha256sum | cut -c1-12)
+# The default flavor keeps its historical tree name so existing caches stay warm.
+if [ "$flavor" = default ]; then tag=$KERNEL_VERSION-$key; else tag=$KERNEL_VERSION-$flavor-$key; fi
+bdir=$AETHER_CACHE/kbuild/$tag
+# One build at a time per cache: a second caller waits for the first. A tree
+# that is already built needs no lock (so a cached flavor is not held up by
+# the other flavor's build).
+src=$AETHER_CACHE/src/linux-$KERNEL_VERSION
 mkdir -p "$AETHER_CACHE"
 exec 9>"$AETHER_CACHE/.build.lock"
-if ! flock -n 9; then
+if [ -e "$bdir/.aether-built" ] && [ -e "$src/.aether-extracted" ]; then
+    :
+elif ! flock -n 9; then
     log "another kernel build is running in $AETHER_CACHE; waiting for it"
     flock 9
 fi
 
-src=$AETHER_CACHE/src/linux-$KERNEL_VERSION
 if [ ! -e "$src/.aether-extracted" ]; then
     log "extracting /usr/src/$KERNEL_SRC_PKG.tar.xz to $src"
     rm -rf "$src.tmp" && mkdir -p "$src.tmp"
@@ -29,19 +49,17 @@ fi
 have_ver=$(make -s -C "$src" kernelversion)
 [ "$have_ver" = "$KERNEL_VERSION" ] || die "kernel source is $have_ver, expected $KERNEL_VERSION"
 
-fragment=$AETHER_ROOT/scripts/aether.config
-key=$( { echo "$KERNEL_SRC_VER"; cat "$fragment"; "$KRUSTC" --version; "$KBINDGEN" --version; clang --version | head -1; } \
-       | sha256sum | cut -c1-12)
-bdir=$AETHER_CACHE/kbuild/$KERNEL_VERSION-$key
 mapfile -t vars < <(kmake_vars)
 
 if [ ! -e "$bdir/.aether-built" ]; then
-    log "building kernel $KERNEL_VERSION (key $key) in $bdir; about 8 minutes on 2 cores"
+    log "building $flavor kernel $KERNEL_VERSION (key $key) in $bdir; about 15 (default) or 16 (debug) minutes on 2 cores"
     mkdir -p "$bdir"
-    cp "$fragment" "$bdir/.config"
+    cat "${fragments[@]}" > "$bdir/.config"
     make -s -C "$src" O="$bdir" "${vars[@]}" olddefconfig >/dev/null
     # Every option the fragment asks for must have survived olddefconfig.
-    lost=$(grep -E '^CONFIG_[A-Z0-9_]+=y$' "$fragment" | while read -r opt; do
+    # A later fragment may turn an earlier "=y" off ("# CONFIG_X is not set").
+    lost=$(cat "${fragments[@]}" | grep -E '^CONFIG_[A-Z0-9_]+=y$' | while read -r opt; do
+        grep -q "^# ${opt%=y} is not set" "${fragments[@]}" && continue
         grep -qx "$opt" "$bdir/.config" || echo "${opt%=y}"; done)
     [ -z "$lost" ] || die "olddefconfig dropped: $(echo $lost) (is the Rust toolchain usable? try 'make -C $src LLVM=1 RUSTC=$KRUSTC rustavailable')"
     jobs=$(( $(nproc) + 1 ))
@@ -59,8 +77,10 @@ if [ ! -e "$bdir/.aether-built" ]; then
     fi
     echo "$((SECONDS - start))" > "$bdir/.aether-built"
     log "kernel built in $((SECONDS - start))s"
-    # Keep only the newest few build trees.
-    ls -1dt "$AETHER_CACHE"/kbuild/*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
+    # Keep only the newest few build trees of this flavor.
+    ls -1dt "$AETHER_CACHE"/kbuild/*/ 2>/dev/null \
+        | if [ "$flavor" = default ]; then grep -v -- '-debug-'; else grep -- "-$flavor-"; fi \
+        | tail -n +4 | xargs -r rm -rf
 fi
 
 case ${1:-} in

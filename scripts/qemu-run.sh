@@ -21,6 +21,10 @@
 # plus a per-run archive with the job, aether.ko and aether_test.ko (if built), scripts/guest/*
 # and the --bin/--file extras. Exit status: the job's; 124 when the guest hung
 # and was killed; 125 when it died without reporting (panic, oops=panic).
+#
+# AETHER_KERNEL_FLAVOR=debug boots the debug kernel (KASAN, lockdep, kmemleak)
+# with panic_on_warn and ships build/module-debug/aether.ko as /aether/aether.ko;
+# AETHER_MODULE=PATH ships that .ko instead.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -49,7 +53,10 @@ job=$1; shift
 [ -f "$job" ] || die "qemu-run: no such job script: $job"
 [[ $nvme =~ ^[0-9]+$ ]] || die "qemu-run: --nvme takes a number"
 
+flavor=${AETHER_KERNEL_FLAVOR:-default}
 kernel=${AETHER_KERNEL:-$("$AETHER_ROOT/scripts/build-kernel.sh" --image)}
+if [ "$flavor" = default ]; then ko=${AETHER_MODULE:-$AETHER_ROOT/aether.ko}
+else ko=${AETHER_MODULE:-$AETHER_ROOT/build/module-$flavor/aether.ko}; fi
 [ -f "$kernel" ] || die "qemu-run: no kernel image at $kernel"
 
 # Copies a host binary and the libraries it links into staging dir $1.
@@ -90,9 +97,10 @@ mkdir -p "$st/aether/bin" "$st/aether/guest"
 install -m755 "$job" "$st/aether/job.sh"
 if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$st/aether/job.args"; fi
 cp "$AETHER_ROOT"/scripts/guest/*.sh "$st/aether/guest/"
-for ko in aether.ko aether_test.ko; do
-    [ -f "$AETHER_ROOT/$ko" ] && cp "$AETHER_ROOT/$ko" "$st/aether/"
-done
+for f in "$AETHER_ROOT"/scripts/guest/*.awk; do [ ! -e "$f" ] || cp "$f" "$st/aether/guest/"; done
+[ -f "$ko" ] && cp "$ko" "$st/aether/aether.ko"
+# The KUnit module built with it, unless a single module was asked for.
+[ -n "${AETHER_MODULE:-}" ] || [ ! -f "$(dirname "$ko")/aether_test.ko" ] || cp "$(dirname "$ko")/aether_test.ko" "$st/aether/"
 for b in "${bins[@]}"; do stage_bin "$st" "$b" "/aether/bin/$(basename "$b")"; done
 for f in "${files[@]}"; do cp -r "$f" "$st/aether/"; done
 (cd "$st" && find . | cpio -o -H newc --quiet) > "$run/run.cpio"
@@ -106,6 +114,11 @@ for i in $(seq 0 $((nvme - 1))); do
 done
 machine=(-machine q35,accel=tcg -cpu max)
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic kunit.filter_glob=aether* kmemleak=on"
+# Debug flavor: any WARN (KASAN reports, DEBUG_OBJECTS, atomic-sleep) ends the run. no5lvl: with
+# -cpu max the guest gets LA57, and 6.12's generic KASAN then reports a false "wild-memory-access"
+# when an interrupt lands inside identify_cpu() (it clears boot_cpu_data's LA57 bit while re-reading
+# CPUID, so KASAN_SHADOW_START briefly follows 4-level paging); seen at boot, before aether loads.
+[ "$flavor" = default ] || cmdline="$cmdline panic_on_warn=1 no5lvl"
 if [ "$iommu" = 1 ]; then
     machine=(-machine q35,accel=tcg,kernel-irqchip=split -cpu max -device intel-iommu,intremap=on,caching-mode=on)
     # no_timer_check: under a loaded TCG host the IO-APIC timer check through the
@@ -118,7 +131,7 @@ set +e
 timeout -k 5 "$timeout_s" qemu-system-x86_64 "${machine[@]}" -smp "$smp" -m "$mem" \
     -display none -monitor none -serial stdio -no-reboot \
     -kernel "$kernel" -initrd "$run/initrd.cpio" -append "$cmdline$append" \
-    "${drives[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$logf" | { if [ $quiet = 1 ]; then cat >/dev/null; else cat; fi; }
+    "${drives[@]}" </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$logf" | { if [ $quiet = 1 ]; then cat >/dev/null; else cat; fi; }
 qrc=${PIPESTATUS[0]}
 set -e
 

@@ -115,12 +115,14 @@ PY
     log "[$name] TAP: $p passed, $f failed; KUnit suites: $n"
 }
 
-# 3. QEMU jobs: name, then qemu-run options.
+# 3. QEMU jobs: name, then qemu-run options. AETHER_KERNEL_FLAVOR picks the kernel and module.
 run_job() {
     local name=$1; shift
     log "QEMU job $name"
+    local t=$SECONDS
     "$AETHER_ROOT/scripts/qemu-run.sh" --quiet --log "$out/$name.console.log" "$@"
     count_job "$name" $? "$out/$name.console.log"
+    log "[$name] took $((SECONDS - t))s"
 }
 run_job smoke --timeout 300 "$AETHER_ROOT/scripts/guest/smoke.sh"
 run_job target --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
@@ -142,6 +144,35 @@ if (cd "$AETHER_ROOT" && cargo build -q -p aether-stat 2>"$out/stat-build.log");
     run_job stat --timeout 300 --bin "$AETHER_ROOT/target/debug/aether-stat" "$AETHER_ROOT/scripts/guest/stat-tests.sh"
 else
     fail 1 "building aether-stat - see $out/stat-build.log"
+fi
+
+# Hardening jobs (issue 12): fuzzed inputs, stalls below aether, teardown under load.
+run_job fuzz --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh"
+run_job faults --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
+run_job teardown --timeout 1200 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 20
+
+# 4. The debug kernel flavor (KASAN, lockdep, kmemleak, debug objects; panic_on_warn): the module
+# rebuilt against it, then a trimmed set: KUnit + smoke, the target and prefetch suites, a tenth
+# of the fuzz inputs, the fault jobs and 10 teardown cycles. (aether-part and aether-stat are host
+# tools; their jobs do not change with the kernel's checkers.) AETHER_TEST_FLAVORS=default skips it.
+if [[ " ${AETHER_TEST_FLAVORS:-default debug} " == *" debug "* ]]; then
+    log "debug kernel flavor (building it if needed: ~16 min cold)"
+    t=$SECONDS
+    if AETHER_KERNEL_FLAVOR=debug "$AETHER_ROOT/scripts/build-module.sh" > "$out/build-debug.log" 2>&1; then
+        pass 1
+        log "debug kernel + module ready in $((SECONDS - t))s"
+        export AETHER_KERNEL_FLAVOR=debug
+        run_job debug-smoke --timeout 900 "$AETHER_ROOT/scripts/guest/smoke.sh"
+        run_job debug-target --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/target-tests.sh"
+        run_job debug-prefetch --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/prefetch-tests.sh"
+        run_job debug-fuzz --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh" 20261204 10
+        run_job debug-faults --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
+        run_job debug-teardown --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 10
+        unset AETHER_KERNEL_FLAVOR
+    else
+        tail -20 "$out/build-debug.log" >&2
+        fail 1 "building the debug kernel flavor or aether.ko against it - see $out/build-debug.log"
+    fi
 fi
 
 log "make test took $((SECONDS - started))s; logs in $out"

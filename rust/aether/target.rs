@@ -233,10 +233,13 @@ pub(crate) struct AetherTarget {
     dev: DevId,
 }
 
-/// Reports a bad table line: one dmesg line naming the problem, and the
+/// Reports a bad table line: one dmesg line naming the problem (within the
+/// refusal rate limit, as table lines are user input too), and the
 /// `ti->error` string `dmsetup` prints.
 fn ctr_error(target: &mut Target, msg: &'static CStr, detail: &str) -> Error {
-    pr_err!("bad table line: {} ({})\n", msg.to_str().unwrap_or("?"), detail);
+    if ratelimit() {
+        pr_err!("bad table line: {} ({})\n", msg.to_str().unwrap_or("?"), detail);
+    }
     target.set_error(msg);
     EINVAL
 }
@@ -266,7 +269,9 @@ fn parse_opt_args(target: &mut Target, args: &[&CStr], cfg: &mut Settings, text:
                 TuneError::UnknownName => c_str!("Unknown optional argument"),
                 _ => c_str!("Invalid optional argument value"),
             };
-            pr_err!("bad table line: {} {}: {}\n", k, v, e.as_str());
+            if ratelimit() {
+                pr_err!("bad table line: {} {}: {}\n", k, v, e.as_str());
+            }
             target.set_error(msg);
             return Err(e.errno());
         }
@@ -338,7 +343,9 @@ impl TargetOperations for AetherTarget {
         let dev_id = match target.open_device(path) {
             Ok(id) => id,
             Err(e) => {
-                pr_err!("cannot open device {}: error {}\n", path.to_str().unwrap_or("?"), e.to_errno());
+                if ratelimit() {
+                    pr_err!("cannot open device {}: error {}\n", path.to_str().unwrap_or("?"), e.to_errno());
+                }
                 target.set_error(c_str!("Device lookup failed"));
                 return Err(e);
             }

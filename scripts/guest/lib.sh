@@ -23,6 +23,10 @@ t_eq() {
     if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1"; echo "#   expected '$2', got '$3'"; fi
 }
 
+# What a clean kernel log must not contain: oops, BUG (KASAN, sleeping in atomic), WARN (lockdep
+# splats print "WARNING: possible circular locking ..."), debugobjects, hung tasks.
+T_BAD='Oops|BUG:|WARNING:|general protection|Call Trace|panicked|kernel BUG|KASAN|ODEBUG|INFO: task .* blocked|circular locking|inconsistent lock'
+
 # dmesg must show no oops, BUG, WARN, or kmemleak report since the last mark.
 t_dmesg_clean() {
     if [ -w /sys/kernel/debug/kmemleak ]; then
@@ -30,7 +34,7 @@ t_dmesg_clean() {
         leaks=$(cat /sys/kernel/debug/kmemleak)
         [ -z "$leaks" ] || { echo "$leaks" | head -20 | sed 's/^/#   /'; t_fail "$1: kmemleak reports leaks"; return; }
     fi
-    bad=$(dmesg | grep -E 'Oops|BUG:|WARNING:|general protection|Call Trace|panicked|kernel BUG' | head -5)
+    bad=$(dmesg | grep -E "$T_BAD" | head -5)
     if [ -z "$bad" ]; then t_ok "$1: dmesg has no oops or WARN"; else t_fail "$1: dmesg shows problems"; echo "$bad" | sed 's/^/#   /'; fi
 }
 
@@ -44,4 +48,20 @@ t_ktap() {
     done
 }
 
-t_done() { echo "1..$T_N"; [ "$T_FAILED" = 0 ]; }
+# The end of every job: a last kmemleak scan (kmemleak=on in both kernel flavors) and the whole log
+# checked for lockdep, KASAN and oops reports. Two TAP lines.
+t_final_checks() {
+    if [ -w /sys/kernel/debug/kmemleak ]; then
+        echo scan > /sys/kernel/debug/kmemleak; sleep 1; echo scan > /sys/kernel/debug/kmemleak
+        leaks=$(cat /sys/kernel/debug/kmemleak)
+        if [ -z "$leaks" ]; then t_ok "end of job: kmemleak scan finds no leak"
+        else t_fail "end of job: kmemleak reports leaks"; echo "$leaks" | head -30 | sed 's/^/#   /'; fi
+    else
+        t_fail "end of job: kmemleak is not available (boot with kmemleak=on)"
+    fi
+    bad=$(dmesg | grep -E "$T_BAD" | head -5)
+    if [ -z "$bad" ]; then t_ok "end of job: no oops, KASAN, lockdep or WARN report in dmesg"
+    else t_fail "end of job: dmesg has kernel reports"; dmesg | grep -E -A12 "$T_BAD" | head -40 | sed 's/^/#   /'; fi
+}
+
+t_done() { t_final_checks; echo "1..$T_N"; [ "$T_FAILED" = 0 ]; }
