@@ -406,9 +406,11 @@ fn block_cache_random_ops_keep_limit_and_never_serve_stale_data() {
                             }
                             served_blocks += blocks as u64;
                         }
-                        Serve::Miss { valid_prefix, in_flight } => {
+                        Serve::Miss { valid_prefix, in_flight, covered } => {
                             assert!(got.is_empty(), "{ctx}: a miss handed out payloads");
                             assert!(valid_prefix <= n && in_flight <= n, "{ctx}: {res:?}");
+                            // The covered head (valid or in flight) holds the valid prefix.
+                            assert!(valid_prefix <= covered && covered <= n, "{ctx}: {res:?}");
                         }
                     }
                 }

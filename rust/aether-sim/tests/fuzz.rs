@@ -110,7 +110,7 @@ fn document(r: &mut Rng) -> String {
 fn trace_parser_fuzz() {
     let mut r = Rng(SEED);
     let (mut ok, mut err, mut replayed) = (0u32, 0u32, 0u32);
-    let cfg = Config { latency_us: 80, bandwidth_mbps: 2000, queue_depth: 4, cache_blocks: 64, think_us: 5 };
+    let cfg = Config { latency_us: 80, bandwidth_mbps: 2000, queue_depth: 4, cache_blocks: 64, think_us: 5, ..Config::default() };
     for case in 0..30_000u32 {
         let doc = document(&mut r);
         match parse_csv(&doc) {
