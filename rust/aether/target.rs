@@ -427,7 +427,10 @@ impl TargetOperations for AetherTarget {
                 pb.kind = BioKind::DeviceRead;
                 if sectors != 0 {
                     // The rest of a read served in part was seen whole already.
-                    let rest_of_split = s.split_at.compare_exchange(offset, u64::MAX, Relaxed, Relaxed).is_ok();
+                    // Load first: a compare-exchange on every read would bounce
+                    // this shared line between CPUs even when nothing was split.
+                    let rest_of_split = s.split_at.load(Relaxed) == offset
+                        && s.split_at.compare_exchange(offset, u64::MAX, Relaxed, Relaxed).is_ok();
                     // The engine sees every read, hit or not: hits move the
                     // stream on and trigger the next window.
                     if s.enabled.load(Relaxed) && !rest_of_split {
