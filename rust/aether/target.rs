@@ -446,6 +446,9 @@ impl TargetOperations for AetherTarget {
                                 s.split_at.store(offset + u64::from(n), Relaxed);
                             }
                             s.telemetry.add(Counter::CacheReadWaits, 1);
+                            if late.get() != 0 {
+                                trace::late(s.devt, offset, sectors, late.get());
+                            }
                             pb.kind = BioKind::ParkedRead;
                             bio.remap(dev, offset);
                             return MapResult::Park;
@@ -494,7 +497,15 @@ impl TargetOperations for AetherTarget {
         let s = &self.shared;
         // Remapped 1:1: the device sector is the table offset.
         let (offset, sectors) = (bio.sector(), bio.size() >> 9);
-        s.cache.park(bio, offset, sectors, &mut |st, o, n| s.record_outcome(st, o, n));
+        // Blocks found in flight here are late too: trace them as `map` does.
+        let late = Cell::new(0u32);
+        s.cache.park(bio, offset, sectors, &mut |st, o, n| {
+            late.set(late.get().saturating_add(if o == Outcome::Late { n } else { 0 }));
+            s.record_outcome(st, o, n)
+        });
+        if late.get() != 0 {
+            trace::late(s.devt, offset, sectors, late.get());
+        }
     }
 
     fn end_io(&self, _bio: &Bio, pb: &PerBio, status: BlkStatus) {
