@@ -5,6 +5,11 @@
 #   scripts/qemu-run.sh [options] JOB.sh [ARGS...]
 #     --nvme N          emulated NVMe controllers, one namespace each (default 1)
 #     --disk-size SIZE  size of each NVMe namespace image (default 256M)
+#     --slow-nvme MS    one more NVMe controller after the --nvme ones (serial
+#                       "aetherslow"), backed by QEMU's null-co driver: reads
+#                       return zeroes, writes are dropped, and every request
+#                       completes MS milliseconds after it was submitted (for
+#                       request timeouts; see scripts/guest/timeout-tests.sh)
 #     --iommu           add intel-iommu (intremap, caching-mode) + intel_iommu=on
 #                       (and no_timer_check)
 #     --bin PATH        host binary to run in the guest (copied with its libraries
@@ -28,12 +33,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-nvme=1 disk_size=256M iommu=0 timeout_s=600 smp=2 mem=2048 append="" logf="" quiet=0
+nvme=1 slow_ms="" disk_size=256M iommu=0 timeout_s=600 smp=2 mem=2048 append="" logf="" quiet=0
 bins=() files=()
 while [ $# -gt 0 ]; do
     case $1 in
         --nvme) nvme=$2; shift 2 ;;
         --disk-size) disk_size=$2; shift 2 ;;
+        --slow-nvme) slow_ms=$2; shift 2 ;;
         --iommu) iommu=1; shift ;;
         --bin) bins+=("$2"); shift 2 ;;
         --file) files+=("$2"); shift 2 ;;
@@ -52,6 +58,7 @@ done
 job=$1; shift
 [ -f "$job" ] || die "qemu-run: no such job script: $job"
 [[ $nvme =~ ^[0-9]+$ ]] || die "qemu-run: --nvme takes a number"
+[ -z "$slow_ms" ] || [[ $slow_ms =~ ^[0-9]+$ ]] || die "qemu-run: --slow-nvme takes milliseconds"
 
 flavor=${AETHER_KERNEL_FLAVOR:-default}
 kernel=${AETHER_KERNEL:-$("$AETHER_ROOT/scripts/build-kernel.sh" --image)}
@@ -112,6 +119,12 @@ for i in $(seq 0 $((nvme - 1))); do
     drives+=(-drive "file=$run/nvme$i.img,if=none,id=nvm$i,format=raw,cache=none,aio=native"
              -device "nvme,serial=aether$i,drive=nvm$i")
 done
+if [ -n "$slow_ms" ]; then
+    # null-co: no image; each request sleeps latency-ns in QEMU's block layer, then completes
+    # (reads as zeroes). Jobs find its namespace by the serial, not by a name.
+    drives+=(-drive "driver=null-co,size=$disk_size,latency-ns=$((slow_ms * 1000000)),read-zeroes=on,if=none,id=slow"
+             -device "nvme,serial=aetherslow,drive=slow")
+fi
 machine=(-machine q35,accel=tcg -cpu max)
 cmdline="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic kunit.filter_glob=aether* kmemleak=on"
 # Debug flavor: any WARN (KASAN reports, DEBUG_OBJECTS, atomic-sleep) ends the run. no5lvl: with

@@ -150,6 +150,10 @@ fi
 run_job fuzz --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh"
 run_job faults --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
 run_job teardown --timeout 1200 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 20
+# NVMe request timeouts below aether: a null-co controller whose requests take 5 s, under a 1 s
+# block timeout (abort, controller reset). Default flavor only: it tests the nvme driver's
+# timeout path under aether rather than aether's memory safety, and it costs ~90 s per run.
+run_job timeout --timeout 600 --slow-nvme 5000 "$AETHER_ROOT/scripts/guest/timeout-tests.sh" 5000
 
 # 4. The debug kernel flavor (KASAN, lockdep, kmemleak, debug objects; panic_on_warn): the module
 # rebuilt against it, then a trimmed set: KUnit + smoke, the target and prefetch suites, a tenth
