@@ -515,7 +515,7 @@ impl TargetOperations for AetherTarget {
         match pb.kind {
             BioKind::Untimed => {}
             BioKind::DeviceRead => {
-                if !status.is_ok() {
+                if !status.is_ok() && !status.is_again() {
                     t.add(Counter::ReadErrors, 1);
                 }
                 t.record_latency(Direction::Read, ns);
@@ -527,7 +527,7 @@ impl TargetOperations for AetherTarget {
             BioKind::CacheRead | BioKind::ParkedRead => t.record_latency(Direction::Read, ns),
             BioKind::Write { fence, timed } => {
                 s.cache.fence_end(fence);
-                if !status.is_ok() {
+                if !status.is_ok() && !status.is_again() {
                     t.add(Counter::WriteErrors, 1);
                 }
                 if timed {

@@ -20,3 +20,4 @@ const fmode_t AETHER_CONST_FMODE_WRITE = FMODE_WRITE;
 /* Speculative memory: never sleep, never reclaim, never warn. */
 const gfp_t AETHER_CONST_GFP_SPECULATIVE = GFP_NOWAIT | __GFP_NOWARN;
 const blk_status_t AETHER_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
+const blk_status_t AETHER_CONST_BLK_STS_AGAIN = BLK_STS_AGAIN;
