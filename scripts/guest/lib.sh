@@ -3,10 +3,6 @@
 T_N=0
 T_FAILED=0
 
-# fio prints its progress line ("Jobs: 1 (f=1)...", no newline) when stdout is the console, which
-# would glue it to the next TAP line and hide that result (seen on the slow debug flavor).
-fio() { command fio --eta=never "$@"; }
-
 t_ok()   { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
 t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
 
