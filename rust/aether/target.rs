@@ -436,8 +436,13 @@ impl TargetOperations for AetherTarget {
                     if s.enabled.load(Relaxed) && !rest_of_split {
                         self.gate_and_prefetch(dev, offset, sectors, now as u64);
                     }
-                    match s.cache.serve(bio, offset, sectors, &mut sink) {
-                        Served::No if late.get() != 0 => trace::late(s.devt, offset, sectors, late.get()),
+                    let served = s.cache.serve(bio, offset, sectors, &mut sink);
+                    // Whether this read then waits or goes down, the blocks it
+                    // found in flight are late.
+                    if late.get() != 0 {
+                        trace::late(s.devt, offset, sectors, late.get());
+                    }
+                    match served {
                         Served::No => {}
                         Served::Wait(head) => {
                             // Its prefetches are in flight: wait for them
@@ -446,9 +451,6 @@ impl TargetOperations for AetherTarget {
                                 s.split_at.store(offset + u64::from(n), Relaxed);
                             }
                             s.telemetry.add(Counter::CacheReadWaits, 1);
-                            if late.get() != 0 {
-                                trace::late(s.devt, offset, sectors, late.get());
-                            }
                             pb.kind = BioKind::ParkedRead;
                             bio.remap(dev, offset);
                             return MapResult::Park;
@@ -497,15 +499,9 @@ impl TargetOperations for AetherTarget {
         let s = &self.shared;
         // Remapped 1:1: the device sector is the table offset.
         let (offset, sectors) = (bio.sector(), bio.size() >> 9);
-        // Blocks found in flight here are late too: trace them as `map` does.
-        let late = Cell::new(0u32);
-        s.cache.park(bio, offset, sectors, &mut |st, o, n| {
-            late.set(late.get().saturating_add(if o == Outcome::Late { n } else { 0 }));
-            s.record_outcome(st, o, n)
-        });
-        if late.get() != 0 {
-            trace::late(s.devt, offset, sectors, late.get());
-        }
+        // `map` already reported this read's late blocks; parking serves
+        // only blocks that are all valid, which makes none late.
+        s.cache.park(bio, offset, sectors, &mut |st, o, n| s.record_outcome(st, o, n));
     }
 
     fn end_io(&self, _bio: &Bio, pb: &PerBio, status: BlkStatus) {
@@ -515,7 +511,7 @@ impl TargetOperations for AetherTarget {
         match pb.kind {
             BioKind::Untimed => {}
             BioKind::DeviceRead => {
-                if !status.is_ok() && !status.is_again() {
+                if status.is_error() {
                     t.add(Counter::ReadErrors, 1);
                 }
                 t.record_latency(Direction::Read, ns);
@@ -527,7 +523,7 @@ impl TargetOperations for AetherTarget {
             BioKind::CacheRead | BioKind::ParkedRead => t.record_latency(Direction::Read, ns),
             BioKind::Write { fence, timed } => {
                 s.cache.fence_end(fence);
-                if !status.is_ok() && !status.is_again() {
+                if status.is_error() {
                     t.add(Counter::WriteErrors, 1);
                 }
                 if timed {

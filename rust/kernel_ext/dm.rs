@@ -66,10 +66,11 @@ impl BlkStatus {
         self.0 == 0
     }
 
-    /// `BLK_STS_AGAIN`: a `REQ_NOWAIT` bio the device would have had to wait
-    /// for; the submitter (io_uring) retries it, so it is not an I/O error.
-    pub(crate) fn is_again(self) -> bool {
-        self.0 == bindings::AETHER_CONST_BLK_STS_AGAIN
+    /// An I/O error: anything but success and `BLK_STS_AGAIN` (a `REQ_NOWAIT`
+    /// bio the device would have had to wait for; its submitter, io_uring,
+    /// retries it).
+    pub(crate) fn is_error(self) -> bool {
+        self.0 != 0 && self.0 != bindings::AETHER_CONST_BLK_STS_AGAIN
     }
 
     pub(super) fn from_raw(v: u8) -> Self {
