@@ -150,6 +150,9 @@ fi
 run_job fuzz --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh"
 run_job faults --timeout 900 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
 run_job teardown --timeout 1200 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 20
+# Concurrency, trimmed: 4 vCPUs, 8 fio jobs with crc32c verify on 2 devices, one or two 30 s rounds
+# (`make soak` runs 2M I/Os).
+run_job concurrency --timeout 900 --smp 4 --nvme 2 "$AETHER_ROOT/scripts/guest/soak-tests.sh" 20000 2 30
 # NVMe request timeouts below aether: a null-co controller whose requests take 5 s, under a 1 s
 # block timeout (abort, controller reset). Default flavor only: it tests the nvme driver's
 # timeout path under aether rather than aether's memory safety, and it costs ~90 s per run.
@@ -157,7 +160,7 @@ run_job timeout --timeout 600 --slow-nvme 5000 "$AETHER_ROOT/scripts/guest/timeo
 
 # 4. The debug kernel flavor (KASAN, lockdep, kmemleak, debug objects; panic_on_warn): the module
 # rebuilt against it, then a trimmed set: KUnit + smoke, the target and prefetch suites, a tenth
-# of the fuzz inputs, the fault jobs and 10 teardown cycles. (aether-part and aether-stat are host
+# of the fuzz inputs, the fault jobs, 10 teardown cycles and one 30 s concurrency round. (aether-part and aether-stat are host
 # tools; their jobs do not change with the kernel's checkers.) AETHER_TEST_FLAVORS=default skips it.
 if [[ " ${AETHER_TEST_FLAVORS:-default debug} " == *" debug "* ]]; then
     log "debug kernel flavor (building it if needed: ~16 min cold)"
@@ -172,6 +175,7 @@ if [[ " ${AETHER_TEST_FLAVORS:-default debug} " == *" debug "* ]]; then
         run_job debug-fuzz --timeout 2400 --nvme 2 "$AETHER_ROOT/scripts/guest/fuzz-tests.sh" 20261204 10
         run_job debug-faults --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/faults-tests.sh"
         run_job debug-teardown --timeout 1800 --nvme 2 "$AETHER_ROOT/scripts/guest/teardown-tests.sh" 10
+        run_job debug-concurrency --timeout 1800 --smp 4 --nvme 2 "$AETHER_ROOT/scripts/guest/soak-tests.sh" 2000 1 30
         unset AETHER_KERNEL_FLAVOR
     else
         tail -20 "$out/build-debug.log" >&2
