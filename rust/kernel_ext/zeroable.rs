@@ -59,7 +59,8 @@ zeroable_by_fields! {
     Engine => fields(Gate, StreamTable, P99Guard, u64, Stats, u64, u32);
     Gate => fields(Params, i32, u16, [i32; N_OBS], u32, u32, u64, u64);
     StreamTable => fields(
-        [Stream; STREAM_SLOTS], [u8; PRED_BUCKETS], [[u8; REGION_WAYS]; REGION_BUCKETS], [u8; STREAM_SLOTS],
+        [Stream; STREAM_SLOTS], [u8; PRED_BUCKETS], [[u8; REGION_WAYS]; REGION_BUCKETS],
+        [[u32; REGION_WAYS]; REGION_BUCKETS], [u8; STREAM_SLOTS],
         [u8; STREAM_SLOTS], [u64; STREAM_SLOTS], [u64; STREAM_SLOTS], u8, u8, u64, u32, u32
     );
     P99Guard => fields(LatencyHistogram, u64, u64, u32, u32);

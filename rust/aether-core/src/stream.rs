@@ -488,7 +488,10 @@ fn region_bucket(region: u64) -> usize {
 /// * a 4-way index from the region (`MATCH_RADIUS` sectors) of each
 ///   stream's last read to its slot: a read that continues no prediction
 ///   probes its own and the two neighbouring regions (at most 12 slots)
-///   instead of scanning the table;
+///   instead of scanning the table.  Each way also keeps the low 32 bits
+///   of the region it was indexed under, so that a probe rejects ways of
+///   other regions without loading their slots (a random read otherwise
+///   touches 12 slots, each hundreds of bytes away from the last);
 /// * a doubly linked LRU list (slot indices), whose tail is the victim.
 ///
 /// Index entries are hints: a hit is verified against the slot, a stale
@@ -498,6 +501,14 @@ pub struct StreamTable {
     slots: [Stream; STREAM_SLOTS],
     pred: [u8; PRED_BUCKETS],
     regions: [[u8; REGION_WAYS]; REGION_BUCKETS],
+    /// Low 32 bits of the region each way's stream was last indexed under.
+    /// Invariant: if the stream in way `w` of bucket `b` lies in a region
+    /// of bucket `b`, the tag is that region's (truncated), because
+    /// [`StreamTable::index_region`] runs whenever a stream's region
+    /// changes and refreshes the tag of a way it already holds.  A tag that
+    /// differs from a region therefore proves that the way's stream is not
+    /// in it; equal tags are still verified against the slot.
+    region_tags: [[u32; REGION_WAYS]; REGION_BUCKETS],
     lru_prev: [u8; STREAM_SLOTS],
     lru_next: [u8; STREAM_SLOTS],
     /// Conservative sector span `[lo, hi)` of each stream's prefetched
@@ -547,6 +558,7 @@ impl StreamTable {
         &[Stream; STREAM_SLOTS],
         &[u8; PRED_BUCKETS],
         &[[u8; REGION_WAYS]; REGION_BUCKETS],
+        &[[u32; REGION_WAYS]; REGION_BUCKETS],
         &[u8; STREAM_SLOTS],
         &[u8; STREAM_SLOTS],
         &[u64; STREAM_SLOTS],
@@ -557,9 +569,22 @@ impl StreamTable {
         &u32,
         &u32,
     ) {
-        let StreamTable { slots, pred, regions, lru_prev, lru_next, win_lo, win_hi, head, tail, clock, prior_q16, seq_start_q16 } =
-            self;
-        (slots, pred, regions, lru_prev, lru_next, win_lo, win_hi, head, tail, clock, prior_q16, seq_start_q16)
+        let StreamTable {
+            slots,
+            pred,
+            regions,
+            region_tags,
+            lru_prev,
+            lru_next,
+            win_lo,
+            win_hi,
+            head,
+            tail,
+            clock,
+            prior_q16,
+            seq_start_q16,
+        } = self;
+        (slots, pred, regions, region_tags, lru_prev, lru_next, win_lo, win_hi, head, tail, clock, prior_q16, seq_start_q16)
     }
 
     /// An empty table (host use; the kernel uses [`StreamTable::clear`] on
@@ -569,6 +594,7 @@ impl StreamTable {
             slots: [Stream::EMPTY; STREAM_SLOTS],
             pred: [NO_SLOT; PRED_BUCKETS],
             regions: [[NO_SLOT; REGION_WAYS]; REGION_BUCKETS],
+            region_tags: [[0; REGION_WAYS]; REGION_BUCKETS],
             lru_prev: [0; STREAM_SLOTS],
             lru_next: [0; STREAM_SLOTS],
             win_lo: [0; STREAM_SLOTS],
@@ -594,6 +620,9 @@ impl StreamTable {
         }
         for b in self.regions.iter_mut() {
             *b = [NO_SLOT; REGION_WAYS];
+        }
+        for t in self.region_tags.iter_mut() {
+            *t = [0; REGION_WAYS];
         }
         for x in self.win_lo.iter_mut() {
             *x = 0;
@@ -721,17 +750,22 @@ impl StreamTable {
         lba >> REGION_SHIFT
     }
 
-    /// Index the stream in `slot` under the region of its last read (call
-    /// when that region changes).  Replaces a free or stale way of the
-    /// bucket, else the least recently used stream's way.
+    /// Index the stream in `slot` under the region of its last read.  Call
+    /// whenever that region changes: the probe's tags rely on it (see
+    /// `region_tags`).  Replaces a free or stale way of the bucket, else
+    /// the least recently used stream's way.
     pub fn index_region(&mut self, slot: usize) {
         let Some(s) = self.slots.get(slot) else { return };
-        let b = region_bucket(Self::region_of(s.last));
+        let region = Self::region_of(s.last);
+        let b = region_bucket(region);
         let Some(ways) = self.regions.get(b) else { return };
         let mut pick = 0usize;
         let mut pick_stamp = u64::MAX;
         for (w, &e) in ways.iter().enumerate() {
             if e as usize == slot {
+                if let Some(t) = self.region_tags.get_mut(b).and_then(|ts| ts.get_mut(w)) {
+                    *t = region as u32;
+                }
                 return;
             }
             let stamp = match self.slots.get(e as usize) {
@@ -745,6 +779,9 @@ impl StreamTable {
         }
         if let Some(e) = self.regions.get_mut(b).and_then(|ws| ws.get_mut(pick)) {
             *e = slot as u8;
+        }
+        if let Some(t) = self.region_tags.get_mut(b).and_then(|ts| ts.get_mut(pick)) {
+            *t = region as u32;
         }
     }
 
@@ -811,8 +848,14 @@ impl StreamTable {
         let r = Self::region_of(lba);
         for k in 0..3u64 {
             let reg = r.wrapping_add(k).wrapping_sub(1);
-            let ways = self.regions.get(region_bucket(reg)).copied().unwrap_or([NO_SLOT; REGION_WAYS]);
-            for w in ways {
+            let b = region_bucket(reg);
+            let ways = self.regions.get(b).copied().unwrap_or([NO_SLOT; REGION_WAYS]);
+            let tags = self.region_tags.get(b).copied().unwrap_or([0; REGION_WAYS]);
+            for (&w, &tag) in ways.iter().zip(tags.iter()) {
+                // Indexed under another region: not in this one (see `region_tags`).
+                if tag != reg as u32 {
+                    continue;
+                }
                 let i = w as usize;
                 let Some(s) = self.slots.get(i) else { continue };
                 let live = s.valid && now_ns.wrapping_sub(s.last_ns) <= STREAM_IDLE_NS;
@@ -1047,5 +1090,28 @@ mod tests {
         }
         // The oldest generation was recycled: generations moved past 1.
         assert!(t.iter().all(|s| s.valid && s.gen >= 2));
+    }
+
+    #[test]
+    fn probe_finds_a_stream_that_moved_within_its_bucket() {
+        // Two regions that share a region bucket.
+        let a = 1000u64;
+        let b = (a + 1..).find(|&r| region_bucket(r) == region_bucket(a)).unwrap_or(0);
+        assert_ne!(b, 0);
+        let (la, lb) = (a << REGION_SHIFT, b << REGION_SHIFT);
+        let mut t = StreamTable::new();
+        let Lookup::New(slot) = t.lookup(la, 8, 0) else { panic!("first read must start a stream") };
+        // The slot's stream now lies in region `b` (here restarted there, as
+        // a recycled slot is); re-indexing finds the slot already in this
+        // bucket, under region `a`, and must retag it.
+        if let Some(s) = t.slot_mut(slot) {
+            s.start(lb, 8, 2, 0);
+        }
+        t.index_region(slot);
+        // Another stream takes the MRU position, far away.
+        assert!(matches!(t.lookup(1 << 40, 8, 0), Lookup::New(_)));
+        // A read one sector past the prediction is no MRU or prediction-index
+        // hit: only the region probe can find the stream.
+        assert_eq!(t.lookup(lb + 9, 8, 0), Lookup::Hit(slot));
     }
 }
