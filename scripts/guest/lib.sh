@@ -3,6 +3,10 @@
 T_N=0
 T_FAILED=0
 
+# The kernel name (dm-N) of mapped device $1. Ask dmsetup: /dev/mapper/NAME is a device node
+# under busybox mdev, not a link to dm-N.
+dm_blkdev() { dmsetup info -c --noheadings -o blkdevname "$1"; }
+
 t_ok()   { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
 t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
 

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Guest job (`make soak`): concurrency soak (issue 12). 8 fio jobs on 2 aether devices: per device,
 # 2 random writers that verify what they wrote (crc32c, verify_backlog: the verify reads go through
-# aether's cache) while 2 sequential readers keep prefetching over the same regions. Runs in 60 s
-# rounds until at least TARGET I/Os completed on the two devices; 0 verify mismatches. Reports
-# gate_skipped / reads (try_lock misses on the gate's spinlock) as the contention figure.
+# aether's cache) while 2 sequential readers keep prefetching over the same regions. Runs in
+# ROUND_S-second rounds (default 60) until at least TARGET I/Os completed on the two devices;
+# 0 verify mismatches. Reports gate_skipped / reads (try_lock misses on the gate's spinlock) as the contention figure.
 #
 #   scripts/qemu-run.sh --smp 4 --nvme 2 --timeout 3600 scripts/guest/soak-tests.sh [TARGET [MAX_ROUNDS [ROUND_S]]]
 # `make soak` runs 2,000,000 I/Os in 60 s rounds; `make test` a trimmed run per flavor.
@@ -15,8 +15,7 @@ ROUND_S=${3:-60}
 KO=/aether/aether.ko
 st() { dmsetup status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 # Reads + writes completed on mapped device $1 (/sys/block/dm-N/stat fields 1 and 5).
-# (/dev/mapper/NAME is a device node here, not a link to dm-N: ask dmsetup for the name.)
-ios() { awk '{ print $1 + $5 }' "/sys/block/$(dmsetup info -c --noheadings -o blkdevname "$1")/stat"; }
+ios() { awk '{ print $1 + $5 }' "/sys/block/$(dm_blkdev "$1")/stat"; }
 
 echo "# aether concurrency soak: $(uname -r), $(nproc) CPUs, target $TARGET I/Os, ${ROUND_S} s rounds"
 t_check "insmod aether.ko" insmod $KO

@@ -96,8 +96,6 @@ refuse_table() {
     else t_ok "bad table ($d) refused: $(echo "$out" | head -1)"; fi
 }
 
-# The kernel name (dm-N) of device $1: the name of its debugfs directory.
-bd() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name")" = "$1" ] && echo "${d##*/}"; done; }
 # Reads of $1 4 KiB blocks through device $2, O_DIRECT.
 rd4k() { dd if="$2" of=/dev/null bs=4k count="$1" iflag=direct 2>/dev/null; }
 md5dev() { dd if="$1" bs=1M iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1; }
@@ -358,7 +356,7 @@ dmsetup remove t0
 # (device-mapper tells targets nothing about renames), and until then still
 # leads to the same device.
 dmsetup create rn --table "0 $S0 aether $N0"
-RN=$(bd rn)
+RN=$(dm_blkdev rn)
 t_check "debugfs: $DBG/$RN is a directory, $DBG/rn a link to it" \
     sh -c "test -d $DBG/$RN -a ! -L $DBG/$RN -a -L $DBG/rn && test \"\$(readlink $DBG/rn)\" = $RN"
 t_check "rename rn -> rn2" dmsetup rename rn rn2
@@ -369,7 +367,7 @@ t_check "after rename + resume: the link is $DBG/rn2 -> $RN, and $DBG/rn is gone
     sh -c "dmsetup suspend rn2 && dmsetup resume rn2 && test \"\$(readlink $DBG/rn2)\" = $RN && ! test -e $DBG/rn && ! test -L $DBG/rn"
 dmsetup rename rn2 rn3
 t_check "create a new 'rn' while the renamed 'rn3' has not moved its link" dmsetup create rn --table "0 $S1 aether $N1"
-RN1=$(bd rn)
+RN1=$(dm_blkdev rn)
 t_eq "the new 'rn' takes the name over at once: $DBG/rn -> $RN1" "$RN1" "$(readlink $DBG/rn)"
 (echo 0.25 > $DBG/rn/epsilon) 2>/dev/null
 t_eq "the new 'rn' has its own debugfs dir (epsilon written there reads back via message)" 0.25 "$(mget rn epsilon)"
@@ -421,7 +419,7 @@ sec "two devices at once with independent parameters"
 t_check "create x0 on $N0 (epsilon 0.25)" dmsetup create x0 --table "0 $S0 aether $N0 2 epsilon 0.25"
 t_check "create x1 on $N1 (epsilon 0.75)" dmsetup create x1 --table "0 $S1 aether $N1 2 epsilon 0.75"
 t_eq "each has its table's epsilon" "0.25 0.75" "$(mget x0 epsilon) $(mget x1 epsilon)"
-t_eq "debugfs has one dir (dm-N) and one link per device" "$(printf '%s\n' $(bd x0) $(bd x1) x0 x1 | sort | tr '\n' ' ')" "$(ls $DBG | sort | tr '\n' ' ')"
+t_eq "debugfs has one dir (dm-N) and one link per device" "$(printf '%s\n' $(dm_blkdev x0) $(dm_blkdev x1) x0 x1 | sort | tr '\n' ' ')" "$(ls $DBG | sort | tr '\n' ' ')"
 x1before=$(tunables x1)
 msg x0 set lambda1 5
 msg x0 set enabled 0
@@ -443,7 +441,7 @@ t_check "fio on x0 and x1 concurrently (3 s, QD8 each)" fio --name=a --filename=
 t_check "both counted reads (x0 $(st x0 reads), x1 $(st x1 reads))" test "$(st x0 reads)" -gt 0 -a "$(st x1 reads)" -gt 8
 t_eq "x0 (disabled) made no gate decisions" "0 0" "$(st x0 gate_open) $(st x0 gate_closed)"
 t_eq "x1 (enabled) decided once per read" "$(st x1 reads)" $(($(st x1 gate_open) + $(st x1 gate_closed)))
-X0D=$(bd x0)
+X0D=$(dm_blkdev x0)
 t_check "remove x0" dmsetup remove x0
 t_check "x1 still answers after x0 is gone (message, debugfs, I/O)" sh -c "dmsetup message x1 0 get phi | grep -qx 0.5 && grep -qx 0.5 $DBG/x1/phi && dd if=/dev/mapper/x1 of=/dev/null bs=4k count=4 iflag=direct 2>/dev/null"
 t_refuse "x0's debugfs dir $X0D and link are gone" test -e $DBG/$X0D -o -e $DBG/x0 -o -L $DBG/x0
