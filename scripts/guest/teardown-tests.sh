@@ -25,7 +25,7 @@ t_check "create 'ld' on $N0" dmsetup create ld --table "0 $S0 aether $N0 2 cache
 fio --name=seq --filename=/dev/mapper/ld --rw=read --bs=4k --direct=1 --ioengine=io_uring --iodepth=4 \
     --time_based --runtime=7200 --continue_on_error=all \
     --name=mix --filename=/dev/mapper/ld --rw=randrw --bsrange=4k-64k --direct=1 --ioengine=psync --offset=128M --size=32M \
-    --time_based --runtime=7200 --continue_on_error=all --output=/tmp/fio.td >/dev/null 2>&1 &
+    --time_based --runtime=7200 --continue_on_error=all --output=/tmp/fio.td >/dev/null 2>/tmp/fio.td.err &
 FIO=$!
 sleep 2
 r0=$(awk '{ print $1 }' /sys/block/nvme0n1/stat)
@@ -64,6 +64,8 @@ while [ $i -le "$CYCLES" ]; do
     i=$((i + 1))
 done
 echo "# failures: ${fails:-none}"
+# If fio stopped, say why (its report and errors).
+kill -0 $FIO 2>/dev/null || cat /tmp/fio.td /tmp/fio.td.err 2>/dev/null | grep -v '^ *$' | head -15 | sed 's/^/#   fio: /'
 t_eq "$CYCLES teardown cycles under fio (suspend/resume, reload, remove --force, rmmod refused, held debugfs fds)" "" "$fails"
 r1=$(awk '{ print $1 }' /sys/block/nvme0n1/stat)
 kill $FIO 2>/dev/null; wait $FIO 2>/dev/null
