@@ -8,12 +8,13 @@
 #   make soak       long hardening runs: 100 teardown cycles per flavor, concurrency soak
 #   make bench      fio: raw NVMe, Linux readahead, aether (gate off), aether in one QEMU run (ratios)
 #   make bench-contention  8 fio jobs on 4 vCPUs: aether vs dm-linear vs gate off
+#   make bench-cost  the same random reads on a null namespace under QEMU -icount: instructions per I/O
 #   make bench-vfio kernel io_uring (irq, polled) vs aether-part's VFIO polled reads (ratios)
 #   make module KDIR=/path/to/6.12/build   build against your own kernel
 
 KDIR ?=
 
-.PHONY: all module setup kernel kernel-image kernel-dir test soak demo bench bench-contention bench-vfio clean
+.PHONY: all module setup kernel kernel-image kernel-dir test soak demo bench bench-contention bench-cost bench-vfio clean
 
 all: module
 
@@ -46,6 +47,9 @@ bench:
 
 bench-contention:
 	@scripts/bench.sh --contention
+
+bench-cost:
+	@scripts/bench.sh --cost
 
 bench-vfio:
 	@scripts/bench-vfio.sh

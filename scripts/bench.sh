@@ -11,13 +11,20 @@
 #       issue 8: 8 fio jobs (random QD1, random QD32, sequential) on raw,
 #       dm-linear, aether (gate off) and aether; 4 vCPUs; gate_skipped/reads
 #       measures contention on the gate; default 3 rounds x 3 s (about 4 minutes).
+#   scripts/bench.sh --cost [ROUNDS [SECONDS]]
+#       issue 8: the random-read jobs of --contention on a null namespace
+#       (no host disk behind it) in a guest booted with QEMU -icount, where
+#       guest time counts instructions: the ratios are the per-I/O cost of
+#       each layer, free of host load; default 3 rounds x 3 s of guest time
+#       (about 15 minutes: one host thread runs all 4 vCPUs).
 #
 # Prints the table; saves the JSON (schema aether-bench/2, see
 # scripts/plot-bench.py) as build/bench/results.json (build/bench-contention/
-# for --contention), the per-run figures as runs.txt (workload round config
-# IOPS demand_bytes device_bytes p99_us) and prefetch.txt (aether's counters
-# per run, columns as in scripts/guest/bench.sh), the console as console.log,
-# and plots the JSON with scripts/plot-bench.py next to it.
+# for --contention, build/bench-cost/ for --cost), the per-run figures as
+# runs.txt (workload round config IOPS demand_bytes device_bytes p99_us) and
+# prefetch.txt (aether's counters per run, columns as in
+# scripts/guest/bench.sh), the console as console.log, and plots the JSON
+# with scripts/plot-bench.py next to it.
 #
 # Exit status: 0 when the run completed, whether or not aether met its goals
 # (a missed goal is a result, printed in the table); non-zero when the guest
@@ -25,10 +32,17 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-mode=main smp=2 sub=bench
-if [ "${1:-}" = --contention ]; then mode=contention smp=4 sub=bench-contention; shift; fi
+mode=main smp=2 sub=bench qemu_opts=()
+case ${1:-} in
+    --contention) mode=contention smp=4 sub=bench-contention; shift ;;
+    --cost) mode=cost smp=4 sub=bench-cost qemu_opts=(--icount --slow-nvme 0); shift ;;
+esac
 rounds=${1:-3} secs=${2:-3}
-[[ $rounds =~ ^[1-9][0-9]*$ && $secs =~ ^[1-9][0-9]*$ ]] || die "usage: bench.sh [--contention] [ROUNDS [SECONDS]]"
+[[ $rounds =~ ^[1-9][0-9]*$ && $secs =~ ^[1-9][0-9]*$ ]] || die "usage: bench.sh [--contention | --cost] [ROUNDS [SECONDS]]"
+# Host seconds a round may take: under -icount one host thread runs every
+# vCPU, and a guest second took about ten host seconds here (8 runs a round).
+per_run=$((30 * (secs + 4)))
+[ "$mode" != cost ] || per_run=$((8 * (12 * secs + 15)))
 out=$AETHER_ROOT/build/$sub
 mkdir -p "$out"
 rm -f "$out/results.json" "$out/runs.txt" "$out/prefetch.txt" "$out"/*.png
@@ -38,7 +52,7 @@ log "benchmark ($mode): $rounds rounds, at most $secs s per run, $smp vCPUs (con
 # One 1 GiB namespace: every run is one pass over a fresh span of it.
 # No KUnit suites at insmod, and no kmemleak tracking: both cost CPU on every path.
 set +e
-"$AETHER_ROOT/scripts/qemu-run.sh" --nvme 1 --disk-size 1G --smp "$smp" --timeout $((300 + rounds * 30 * (secs + 4))) --quiet \
+"$AETHER_ROOT/scripts/qemu-run.sh" --nvme 1 --disk-size 1G "${qemu_opts[@]}" --smp "$smp" --timeout $((300 + rounds * per_run)) --quiet \
     --append "kunit.enable=0 kmemleak=off" --log "$out/console.log" \
     "$AETHER_ROOT/scripts/guest/bench.sh" "$mode" "$rounds" "$secs"
 rc=$?

@@ -10,6 +10,10 @@
 #                       return zeroes, writes are dropped, and every request
 #                       completes MS milliseconds after it was submitted (for
 #                       request timeouts; see scripts/guest/timeout-tests.sh)
+#     --icount          count instructions (-icount shift=0): guest time advances
+#                       one nanosecond per guest instruction, on one host
+#                       thread, so timings measure code paths, not host load
+#                       (see Documentation/testing.rst, "Instruction cost")
 #     --iommu           add intel-iommu (intremap, caching-mode) + intel_iommu=on
 #                       (and no_timer_check)
 #     --bin PATH        host binary to run in the guest (copied with its libraries
@@ -33,7 +37,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-nvme=1 slow_ms="" disk_size=256M iommu=0 timeout_s=600 smp=2 mem=2048 append="" logf="" quiet=0
+nvme=1 slow_ms="" disk_size=256M iommu=0 icount=0 timeout_s=600 smp=2 mem=2048 append="" logf="" quiet=0
 bins=() files=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --disk-size) disk_size=$2; shift 2 ;;
         --slow-nvme) slow_ms=$2; shift 2 ;;
         --iommu) iommu=1; shift ;;
+        --icount) icount=1; shift ;;
         --bin) bins+=("$2"); shift 2 ;;
         --file) files+=("$2"); shift 2 ;;
         --timeout) timeout_s=$2; shift 2 ;;
@@ -138,6 +143,10 @@ if [ "$iommu" = 1 ]; then
     # interrupt-remapped IO-APIC can time out and panic the boot.
     cmdline="$cmdline intel_iommu=on no_timer_check"
 fi
+
+# Single-threaded TCG (implied by -icount): every vCPU's instructions advance
+# one virtual clock, so fio's rates are instructions per I/O in disguise.
+[ "$icount" = 0 ] || machine+=(-icount shift=0)
 
 logf=${logf:-$run/console.log}
 set +e

@@ -6,9 +6,14 @@
 #
 #   bench.sh main ROUNDS SECONDS         issue 9: what prefetching buys
 #   bench.sh contention ROUNDS SECONDS   issue 8: 8 fio jobs on one device
+#   bench.sh cost ROUNDS SECONDS         issue 8: the same random-read jobs on
+#                                        a null namespace (qemu-run.sh
+#                                        --slow-nvme 0) in a guest booted with
+#                                        --icount: IOPS in guest time measure
+#                                        instructions per I/O, not host load
 #
 # Configurations, all on the same namespace:
-#   raw             /dev/nvme0n1, O_DIRECT
+#   raw             the namespace (/dev/nvme0n1; cost: the null one), O_DIRECT
 #   linux_buffered  /dev/nvme0n1 without O_DIRECT: the page cache and Linux
 #                   readahead (default read_ahead_kb); the anchor (main only)
 #   linear          dm-linear on it, O_DIRECT (contention only)
@@ -21,7 +26,7 @@
 # its span, ending at the end of the span or after SECONDS, whichever comes
 # first (no time_based, no wrap-around; random runs use fio's random map, so
 # no block is read twice). Each run records the bytes the namespace read
-# (/sys/block/nvme0n1/stat), and aether's counters.
+# (/sys/block/<namespace>/stat), and aether's counters.
 #
 # TCG timings drift, so every round runs every configuration of a workload
 # back to back, the order rotating from round to round; ratios are taken
@@ -33,25 +38,36 @@ MODE=${1:-main}
 ROUNDS=${2:-3}
 SECS=${3:-3}
 NS=/dev/nvme0n1
+if [ "$MODE" = cost ]; then
+    NS=""
+    for d in /sys/block/nvme*n1; do
+        [ "$(tr -d ' ' < "$d/device/serial" 2>/dev/null)" = aetherslow ] && NS=/dev/${d##*/}
+    done
+fi
 M=1048576
 W=/tmp   # work files: runs, pf, table
 
 fail() { echo "# bench: $*"; t_fail "$*"; t_done; exit 1; }
-case $MODE in main|contention) ;; *) fail "unknown mode '$MODE' (main or contention)" ;; esac
+case $MODE in main|contention|cost) ;; *) fail "unknown mode '$MODE' (main, contention or cost)" ;; esac
+[ -n "$NS" ] || fail "cost: no null namespace (serial aetherslow); boot with qemu-run.sh --slow-nvme 0"
+NSNAME=${NS#/dev/}
 echo "# bench: $MODE, $(uname -r), $(nproc) CPUs, $(fio --version), $ROUNDS rounds, at most $SECS s per run"
 insmod /aether/aether.ko || fail "insmod aether.ko"
-S=$(cat /sys/block/nvme0n1/size)
+S=$(cat /sys/block/$NSNAME/size)
 SPAN=$((S * 512))
-RA=$(cat /sys/block/nvme0n1/queue/read_ahead_kb)
+RA=$(cat /sys/block/$NSNAME/queue/read_ahead_kb)
 
 # Written data everywhere, so reads hit allocated blocks of the host image, not holes.
-t0=$(cut -d' ' -f1 /proc/uptime)
-fio --name=fill --filename=$NS --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=8 \
-    --size=$SPAN --eta=never --output=/dev/null || fail "prefill"
-echo "# bench: filled $((SPAN / M)) MiB in $(awk -v a="$t0" '{ printf "%.0f", $1 - a }' /proc/uptime) s; read_ahead_kb=$RA"
+# (The null namespace has no image: it drops writes and reads zeroes.)
+if [ "$MODE" != cost ]; then
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    fio --name=fill --filename=$NS --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=8 \
+        --size=$SPAN --eta=never --output=/dev/null || fail "prefill"
+    echo "# bench: filled $((SPAN / M)) MiB in $(awk -v a="$t0" '{ printf "%.0f", $1 - a }' /proc/uptime) s; read_ahead_kb=$RA"
+fi
 
 st() { sed -n "s/^$1=//p" /tmp/st; }
-devread() { echo $(( $(awk '{ print $3 }' /sys/block/nvme0n1/stat) * 512 )); }
+devread() { echo $(( $(awk '{ print $3 }' /sys/block/$NSNAME/stat) * 512 )); }
 
 # Workloads: fio options for the job(s), without filename and direct.
 # Every job is bounded by --size (one pass) and --runtime.
@@ -82,11 +98,12 @@ wl_configs() {
         c_*) echo "raw linear gate_off aether" ;;
     esac
 }
-if [ "$MODE" = main ]; then
-    WORKLOADS="seq stride randread_qd1 randread_qd32 loaders4 interleaved8 mixed70_30 p99_beside_seq"
-else
-    WORKLOADS="c_randread_qd1 c_randread_qd32 c_seq8"
-fi
+case $MODE in
+    main) WORKLOADS="seq stride randread_qd1 randread_qd32 loaders4 interleaved8 mixed70_30 p99_beside_seq" ;;
+    contention) WORKLOADS="c_randread_qd1 c_randread_qd32 c_seq8" ;;
+    # A sequential job on a null device measures nothing a prefetcher is for.
+    cost) WORKLOADS="c_randread_qd1 c_randread_qd32" ;;
+esac
 
 # Creates the configuration's device (fresh) and prints its path.
 setup() {
@@ -152,7 +169,7 @@ t_dmesg_clean "$MODE benchmark"
 # (scripts/tests/test_bench_aggregate.py runs it on the host).
 aggregate() {
     awk -v mode="$MODE" -v rounds="$ROUNDS" -v secs="$SECS" -v wls="$WORKLOADS" -v out="$1" -v runs="$W/runs" -v table="$W/table" \
-        -v kernel="$(uname -r)" -v cpus="$(nproc)" -v fiov="$(fio --version)" -v span="$SPAN" -v ra="$RA" '
+        -v kernel="$(uname -r)" -v cpus="$(nproc)" -v fiov="$(fio --version)" -v span="$SPAN" -v ra="$RA" -v ns="${NSNAME:-nvme0n1}" '
     # Values come back from val() as strings in busybox awk: callers add 0, or "500" > "2000".
     function sort(x, n,   i, j, t) { for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t } }
     function med(x, n) { if (n == 0) return ""; sort(x, n); return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
@@ -261,10 +278,12 @@ aggregate() {
         }
         printf "{\n  \"schema\": \"aether-bench/2\",\n  \"benchmark\": %s,\n", jstr(mode == "main" ? \
             "make bench: fio O_DIRECT on raw NVMe, aether (gate off) and aether, Linux buffered readahead as the anchor; one boot, rotated rounds" : \
-            "make bench-contention: 8 fio jobs on raw NVMe, dm-linear, aether (gate off) and aether; one boot, rotated rounds") > out
-        printf "  \"kernel\": %s, \"cpus\": %d, \"accel\": \"tcg\", \"fio\": %s, \"rounds\": %d, \"seconds_per_run\": %d,\n", jstr(kernel), cpus, jstr(fiov), rounds, secs > out
+            mode == "contention" ? "make bench-contention: 8 fio jobs on raw NVMe, dm-linear, aether (gate off) and aether; one boot, rotated rounds" : \
+            "make bench-cost: 8 fio jobs on a null NVMe namespace, raw, dm-linear, aether (gate off) and aether, guest time counted in instructions (QEMU -icount shift=0); one boot, rotated rounds") > out
+        printf "  \"kernel\": %s, \"cpus\": %d, \"accel\": %s, \"fio\": %s, \"rounds\": %d, \"seconds_per_run\": %d,\n", jstr(kernel), cpus,
+            jstr(mode == "cost" ? "tcg-icount" : "tcg"), jstr(fiov), rounds, secs > out
         printf "  \"span_bytes\": %d, \"read_ahead_kb\": %d,\n", span, ra > out
-        printf "  \"method\": \"each run: page cache dropped, dm device created fresh, one pass from the start of the span until its end or seconds_per_run; ratios: median over rounds of the within-round ratio; device bytes: /sys/block/nvme0n1/stat sectors read x 512; prefetch: aether counters summed over rounds (waste_pct = wasted / (hits + late + wasted); unused_at_end = prefetched blocks still unused when the run ended)\",\n" > out
+        printf "  \"method\": \"each run: page cache dropped, dm device created fresh, one pass from the start of the span until its end or seconds_per_run; ratios: median over rounds of the within-round ratio; device bytes: /sys/block/" ns "/stat sectors read x 512; prefetch: aether counters summed over rounds (waste_pct = wasted / (hits + late + wasted); unused_at_end = prefetched blocks still unused when the run ended)\",\n" > out
         printf "  \"workloads\": [\n    %s\n  ]\n}\n", js > out
     }' "$W/runs" "$W/pf"
 }

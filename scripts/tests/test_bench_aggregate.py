@@ -149,6 +149,19 @@ class AggregateTest(unittest.TestCase):
         self.assertIn("8.00", line)
         self.assertIn("MISSED", line)
 
+    def test_cost_mode_says_guest_time_counts_instructions(self):
+        runs = [(w, r, c, 1000 if c != "aether" else 890, 4096, 4096, 10)
+                for r in (1, 2, 3) for w in ("c_randread_qd1", "c_randread_qd32") for c in ("raw", "linear", "gate_off", "aether")]
+        pf = [(w, r, 1000, 1000, 0, 0, 0, 0, 0, 0, 0, 0, 0) for r in (1, 2, 3) for w in ("c_randread_qd1", "c_randread_qd32")]
+        table, doc = run_aggregate(runs, pf, mode="cost", workloads="c_randread_qd1 c_randread_qd32")
+        self.assertEqual(doc["accel"], "tcg-icount")
+        self.assertIn("make bench-cost", doc["benchmark"])
+        wl = {w["name"]: w for w in doc["workloads"]}
+        self.assertEqual(set(wl), {"c_randread_qd1", "c_randread_qd32"})
+        self.assertAlmostEqual(wl["c_randread_qd32"]["median_ratio"]["aether/linear"], 0.89, places=3)
+        self.assertFalse(wl["c_randread_qd32"]["meets_goal"])
+        self.assertIn("ae/linear", table)
+
 
 if __name__ == "__main__":
     unittest.main()
