@@ -9,7 +9,8 @@
 #                       "aetherslow"), backed by QEMU's null-co driver: reads
 #                       return zeroes, writes are dropped, and every request
 #                       completes MS milliseconds after it was submitted (for
-#                       request timeouts; see scripts/guest/timeout-tests.sh)
+#                       request timeouts; see scripts/guest/timeout-tests.sh;
+#                       with MS 0, the null namespace of make bench-cost)
 #     --icount          count instructions (-icount shift=0): guest time advances
 #                       one nanosecond per guest instruction, on one host
 #                       thread, so timings measure code paths, not host load
