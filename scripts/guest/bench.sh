@@ -39,10 +39,8 @@ ROUNDS=${2:-3}
 SECS=${3:-3}
 NS=/dev/nvme0n1
 if [ "$MODE" = cost ]; then
-    NS=""
-    for d in /sys/block/nvme*n1; do
-        [ "$(tr -d ' ' < "$d/device/serial" 2>/dev/null)" = aetherslow ] && NS=/dev/${d##*/}
-    done
+    NS=$(nvme_by_serial aetherslow)
+    NS=${NS:+/dev/$NS}
 fi
 M=1048576
 W=/tmp   # work files: runs, pf, table

@@ -6,6 +6,12 @@ T_FAILED=0
 # The kernel name (dm-N) of mapped device $1. Ask dmsetup: /dev/mapper/NAME is a device node
 # under busybox mdev, not a link to dm-N.
 dm_blkdev() { dmsetup info -c --noheadings -o blkdevname "$1"; }
+# The namespace (nvmeXn1) of the NVMe controller with serial $1; nothing if none has it.
+nvme_by_serial() {
+    for d in /sys/block/nvme*n1; do
+        [ "$(tr -d ' ' < "$d/device/serial" 2>/dev/null)" = "$1" ] && echo "${d##*/}"
+    done
+}
 
 t_ok()   { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
 t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }

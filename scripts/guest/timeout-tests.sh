@@ -25,10 +25,7 @@ now() { awk '{ split($1, a, "."); print a[1] * 10 + substr(a[2] "0", 1, 1) }' /p
 tenths() { echo "$(($1 / 10)).$(($1 % 10))"; }
 
 echo "# aether timeout tests: $(uname -r), $(nproc) CPUs, slow NVMe latency ${SLOW_MS} ms, timeout ${TO_MS} ms"
-SL=""
-for d in /sys/block/nvme*n1; do
-    [ "$(tr -d ' ' < "$d/device/serial" 2>/dev/null)" = aetherslow ] && SL=${d##*/}
-done
+SL=$(nvme_by_serial aetherslow)
 if [ -z "$SL" ]; then
     t_fail "the slow NVMe namespace (serial aetherslow) exists (run with qemu-run.sh --slow-nvme MS)"
     t_done; exit 1
