@@ -141,7 +141,8 @@ fi
 
 # aether-stat against the real debugfs files (the debug build cargo test made).
 if (cd "$AETHER_ROOT" && cargo build -q -p aether-stat 2>"$out/stat-build.log"); then
-    run_job stat --timeout 300 --bin "$AETHER_ROOT/target/debug/aether-stat" "$AETHER_ROOT/scripts/guest/stat-tests.sh"
+    run_job stat --timeout 300 --bin "$AETHER_ROOT/target/debug/aether-stat" \
+        --file "$AETHER_ROOT/Documentation/ABI/testing/debugfs-aether" "$AETHER_ROOT/scripts/guest/stat-tests.sh"
 else
     fail 1 "building aether-stat - see $out/stat-build.log"
 fi

@@ -2,7 +2,8 @@
 # aether-stat against the real debugfs files, run INSIDE the QEMU guest (busybox ash).
 # From the host:
 #   cargo build --release -p aether-stat
-#   scripts/qemu-run.sh --bin target/release/aether-stat scripts/guest/stat-tests.sh
+#   scripts/qemu-run.sh --bin target/release/aether-stat --file Documentation/ABI/testing/debugfs-aether \
+#       scripts/guest/stat-tests.sh
 # Prints TAP; exits non-zero on any failure.
 . /aether/guest/lib.sh
 
@@ -72,6 +73,24 @@ t_eq "json: sum of deltas.read_bytes equals the counter" "$(sed -n 's/^read_byte
     "$(dsum read_bytes s0 $O)"
 t_check "json: some interval saw reads/s > 0" sh -c "grep '\"device\":\"s0\"' $O | grep -qv '\"reads_per_s\":0.0,'"
 t_eq "json: 24 lines (2 devices x 12)" 24 "$(wc -l < $O)"
+
+# The ABI file documents every field the module prints, in its order; aether-stat differences
+# exactly the fields it does not list as levels. (A level differenced as a counter made a falling
+# cache_in_flight_blocks look like reset_stats, and recounted every counter whole.)
+abi_fields() {
+    awk '/^What:/ { on = ($0 ~ /\/stats$/); next }
+        !on { next }
+        /^\t\t\t/ { if (names != "") printf "%s", names; names = ""; next }
+        /^\t\t[a-z0-9_]+(, [a-z0-9_]+)*,?$/ { gsub(/[\t,]/, " "); names = names " " $0; next }
+        { names = "" }' $ABI | tr -s ' \n' '\n\n' | grep .
+}
+ABI=/aether/debugfs-aether
+t_eq "stats: the fields the ABI file documents, in order" "$(abi_fields | tr '\n' ' ')" \
+    "$(sed 's/:.*//' $D/s0/stats | tr '\n' ' ')"
+levels=$(sed -n '/Levels:/,/\./p' $ABI | sed 's/.*Levels://; s/\.//' | tr -s ', \t' '\n\n\n' | grep .)
+t_eq "json: deltas are the ABI file's fields less its levels" \
+    "$(abi_fields | grep -vxF "$levels" | sort | tr '\n' ' ')" \
+    "$(grep -m1 '"device":"s0"' $O | sed 's/.*"deltas":{//; s/}.*//' | tr ',' '\n' | sed 's/"\([a-z0-9_]*\)".*/\1/' | tr '\n' ' ')"
 
 # reset_stats while running: no negative rate.
 fio --name=pre --filename=/dev/mapper/s1 --rw=read --bs=4k --direct=1 --size=1M --output=/dev/null

@@ -22,18 +22,30 @@ const MIB: f64 = 1_048_576.0;
 
 /// Integer fields that are levels, not running totals: printed as read, never differenced.
 /// `gate_phi` and `gate_epsilon_eff` are decimals, but print without a fraction when integral.
+/// The ABI file's "Levels:" line names the same set (a test holds them together): a level
+/// missing here would, on going down, be taken for a reset_stats and recount every counter.
 pub const GAUGES: &[&str] = &[
     "cache_bytes",
+    "cache_consumed_blocks",
+    "cache_in_flight_blocks",
     "cache_limit_bytes",
+    "cache_unused_blocks",
     "depth_cap",
+    "device_p99_us",
     "enabled",
     "gate_epsilon_eff",
     "gate_phi",
     "read_p50_us",
     "read_p99_us",
+    "reads_parked",
     "write_p50_us",
     "write_p99_us",
+    "writes_in_flight",
 ];
+
+/// Running totals that reset_stats leaves alone (the ABI file's "Kept by reset_stats:" line):
+/// across a reset they are still differenced, not counted whole.
+pub const KEPT_BY_RESET: &[&str] = &["cache_wait_fallbacks", "streams_created"];
 
 /// One field of a `stats` file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -290,15 +302,24 @@ fn pct(num: Option<f64>, den: Option<f64>) -> Option<f64> {
 }
 
 /// Deltas of every counter of `cur` against `prev`. A counter that went down means the device's
-/// counters were zeroed (they are zeroed together): then every delta is the current value, so no
-/// rate is ever negative. A counter absent before counts from zero.
+/// counters were zeroed (reset_stats zeroes them together): then every delta is the current value,
+/// so no rate is ever negative, except for the counters reset_stats keeps, which are still
+/// differenced unless they went down too (a table reload). A counter absent before counts from zero.
 fn deltas(prev: Option<&Stats>, cur: &Stats) -> (BTreeMap<String, u64>, bool) {
     let before = |k: &str| match prev.and_then(|p| p.get(k)) {
         Some(Value::Int(v)) => v,
         _ => 0,
     };
     let reset = cur.counters().any(|(k, v)| v < before(k));
-    let d = cur.counters().map(|(k, v)| (k.clone(), if reset { v } else { v - before(k) })).collect();
+    let delta = |k: &str, v: u64| {
+        let b = before(k);
+        if v < b || (reset && !KEPT_BY_RESET.contains(&k)) {
+            v
+        } else {
+            v - b
+        }
+    };
+    let d = cur.counters().map(|(k, v)| (k.clone(), delta(k, v))).collect();
     (d, reset)
 }
 
@@ -498,6 +519,55 @@ mod tests {
         assert_eq!(r.reads_per_s, Some(10.0));
         assert_eq!(r.deltas["gate_open"], 950);
         assert!(!r.deltas.contains_key("cache_bytes"), "gauges are not differenced");
+    }
+
+    #[test]
+    fn levels_going_down_are_not_a_reset() {
+        // Prefetches completing between two snapshots: the cache levels fall, the counters grow.
+        let a = snap(&[(
+            "d",
+            "reads: 1000\nread_bytes: 4096000\ncache_in_flight_blocks: 32\ncache_unused_blocks: 40\n\
+             cache_consumed_blocks: 9\nwrites_in_flight: 2\nreads_parked: 3\ndevice_p99_us: 900",
+        )]);
+        let b = snap(&[(
+            "d",
+            "reads: 1100\nread_bytes: 4505600\ncache_in_flight_blocks: 0\ncache_unused_blocks: 8\n\
+             cache_consumed_blocks: 1\nwrites_in_flight: 0\nreads_parked: 0\ndevice_p99_us: 80",
+        )]);
+        let (rows, _) = compute(&a, &b, 1.0);
+        assert!(!rows[0].counter_reset);
+        assert_eq!(rows[0].deltas.keys().collect::<Vec<_>>(), vec!["read_bytes", "reads"]);
+        assert_eq!(rows[0].deltas["reads"], 100);
+    }
+
+    #[test]
+    fn counters_kept_by_reset_are_still_differenced() {
+        let a = snap(&[("d", "reads: 1000\nstreams_created: 70\ncache_wait_fallbacks: 5")]);
+        let b = snap(&[("d", "reads: 10\nstreams_created: 72\ncache_wait_fallbacks: 5")]);
+        let (rows, _) = compute(&a, &b, 1.0);
+        assert!(rows[0].counter_reset);
+        let d = &rows[0].deltas;
+        assert_eq!((d["reads"], d["streams_created"], d["cache_wait_fallbacks"]), (10, 2, 0));
+        // A table reload zeroes them too: then they count whole.
+        let c = snap(&[("d", "reads: 3\nstreams_created: 1\ncache_wait_fallbacks: 0")]);
+        let (rows, _) = compute(&b, &c, 1.0);
+        assert_eq!((rows[0].deltas["reads"], rows[0].deltas["streams_created"]), (3, 1));
+    }
+
+    /// The names after `label` in the ABI file, up to the full stop.
+    fn abi_list(label: &str) -> Vec<String> {
+        let abi = include_str!("../../../Documentation/ABI/testing/debugfs-aether");
+        let start = abi.find(label).map(|i| i + label.len()).expect("label in the ABI file");
+        let end = start + abi[start..].find('.').expect("a full stop");
+        let mut names: Vec<String> = abi[start..end].split(',').map(|n| n.trim().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn gauges_and_kept_counters_are_the_abi_files() {
+        assert_eq!(abi_list("Levels:"), GAUGES);
+        assert_eq!(abi_list("Kept by reset_stats:"), KEPT_BY_RESET);
     }
 
     #[test]
