@@ -18,12 +18,13 @@ st() { $AS "$@" >$O 2>$E; RC=$?; }
 show() { sed -n '1,8s/^/#   /p' $E $O; }
 expect() { if [ "$RC" = "$1" ]; then t_ok "$2"; else t_fail "$2 (exit $RC, wanted $1)"; show; fi; }
 has() { grep -q "$1" "$2" || { echo "#   no '$1' in $2:"; sed -n '1,8s/^/#   /p' "$2"; return 1; }; }
-# Sum of one counter's deltas over all JSON lines of device $2 in file $3.
-# Waits (up to 10 s) for the text header: aether-stat has taken its first snapshot.
-# Call `fresh` before starting aether-stat in the background, or the previous run's output
-# (still in $O until the background shell truncates it) would end the wait at once.
+# `started` waits (up to 10 s) for aether-stat's first output: the text header (its first
+# snapshot is taken) or the first JSON line (its first two are). Call `fresh` before starting
+# aether-stat in the background, or the previous run's output (still in $O until the background
+# shell truncates it) would end the wait at once.
 fresh() { rm -f $O $E; }
 started() { i=0; while [ ! -s $O ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+# Sum of one counter's deltas over all JSON lines of device $2 in file $3.
 dsum() { grep "\"device\":\"$2\"" "$3" | grep -o "\"$1\":[0-9]*" | awk -F: '{ s += $2 } END { print s + 0 }'; }
 
 t_check "aether-stat runs in the guest (libraries copied)" $AS --version
@@ -57,22 +58,25 @@ t_eq "text: phi, eps and depth are the device's" \
     "$(sed -n 's/^gate_phi: //p' $D/s0/stats) $(sed -n 's/^gate_epsilon_eff: //p' $D/s0/stats) $(sed -n 's/^depth_cap: //p' $D/s0/stats)" \
     "$(awk '$2 == "s0" { printf "%g %g %d", $9, $10, $11; exit }' $O)"
 
-# JSON: the reads of a known fio run, summed over the intervals, equal the counter.
+# JSON: the reads of a known fio run, summed over the intervals, equal the counter. fio starts
+# once the first line is out (two snapshots taken), not after a fixed sleep: on a loaded host
+# aether-stat took over a second to start, and fio ran before its first snapshot.
 dmsetup message s0 0 reset_stats
-$AS --json --interval 0.5 --count 12 >$O 2>$E &
+fresh
+$AS --json --interval 0.5 --count 20 >$O 2>$E &
 pid=$!
-sleep 1
+started
 fio --name=seq --filename=/dev/mapper/s0 --rw=read --bs=4k --direct=1 --ioengine=psync --size=8M \
     --output=/dev/null || t_fail "fio on s0"
 wait $pid; RC=$?
-expect 0 "json: 12 reports around a fio run"
+expect 0 "json: 20 reports around a fio run"
 reads=$(sed -n 's/^reads: //p' $D/s0/stats)
 t_eq "json: 2048 reads counted by the module" 2048 "$reads"
 t_eq "json: sum of deltas.reads over the intervals equals the counter" "$reads" "$(dsum reads s0 $O)"
 t_eq "json: sum of deltas.read_bytes equals the counter" "$(sed -n 's/^read_bytes: //p' $D/s0/stats)" \
     "$(dsum read_bytes s0 $O)"
 t_check "json: some interval saw reads/s > 0" sh -c "grep '\"device\":\"s0\"' $O | grep -qv '\"reads_per_s\":0.0,'"
-t_eq "json: 24 lines (2 devices x 12)" 24 "$(wc -l < $O)"
+t_eq "json: 40 lines (2 devices x 20)" 40 "$(wc -l < $O)"
 
 # The ABI file documents every field the module prints, in its order; aether-stat differences
 # exactly the fields it does not list as levels. (A level differenced as a counter made a falling
@@ -93,10 +97,12 @@ t_eq "json: deltas are the ABI file's fields less its levels" \
     "$(grep -m1 '"device":"s0"' $O | sed 's/.*"deltas":{//; s/}.*//' | tr ',' '\n' | sed 's/"\([a-z0-9_]*\)".*/\1/' | tr '\n' ' ')"
 
 # reset_stats while running: no negative rate.
+# The reset falls between the second and third snapshots: after the first line is out.
 fio --name=pre --filename=/dev/mapper/s1 --rw=read --bs=4k --direct=1 --size=1M --output=/dev/null
-$AS --json --interval 2 --count 2 >$O 2>$E &
+fresh
+$AS --json --interval 1 --count 3 >$O 2>$E &
 pid=$!
-sleep 1
+started
 dmsetup message s1 0 reset_stats
 wait $pid; RC=$?
 expect 0 "reset while running: exit 0"
