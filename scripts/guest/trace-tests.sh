@@ -67,8 +67,11 @@ fio --name=w --filename=$P --rw=write --bs=64k --direct=1 --ioengine=psync --off
     t_fail "fio write"
 fio --name=rand --filename=$P --rw=randread --bs=4k --direct=1 --ioengine=psync --size=64M --io_size=4M \
     --eta=never --output=/dev/null || t_fail "fio random"
-# Let the last prefetches complete (their done events), then stop.
-sleep 2
+# Let the last prefetches complete (their done events), then stop: poll, as a fixed sleep can be
+# too short on a loaded host.
+i=0
+while [ "$(st t cache_in_flight_blocks)" != 0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+echo "# prefetches in flight after the runs: $(st t cache_in_flight_blocks), after $i polls"
 echo 0 > $T/tracing_on
 snap
 # Nothing the events count happens without I/O: the counters are final.
