@@ -90,7 +90,9 @@ t_check "create 'ad' again" dmsetup create ad --table "0 $S1 aether /dev/mapper/
 set_delay dl 4000
 dd if=$AD of=/dev/null bs=4k count=3 iflag=direct 2>/dev/null &
 DD=$!
-sleep 1
+# Until dd holds the device open (a fixed second can be too short on a loaded host).
+i=0
+while [ "$(dmsetup info -c --noheadings -o open ad)" -lt 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 t_refuse "plain remove is refused while the reader holds the device open" dmsetup remove ad
 t0=$(up)
 dmsetup remove --force ad >/tmp/force.out 2>&1
