@@ -27,8 +27,19 @@ fio --name=seq --filename=/dev/mapper/ld --rw=read --bs=4k --direct=1 --ioengine
     --name=mix --filename=/dev/mapper/ld --rw=randrw --bsrange=4k-64k --direct=1 --ioengine=psync --offset=128M --size=32M \
     --time_based --runtime=7200 --continue_on_error=all --output=/tmp/fio.td >/dev/null 2>/tmp/fio.td.err &
 FIO=$!
-sleep 2
-r0=$(awk '{ print $1 }' /sys/block/nvme0n1/stat)
+# The cycles need fio holding 'ld' open and reading: a remove --force of a device nobody holds
+# removes it. After the fixed 2 s this used to sleep, twice on the debug kernel nobody held 'ld'
+# at cycle 1's remove (force-removed-open-device), and fio ended with 0 reads and no error.
+reads() { awk '{ print $1 }' /sys/block/nvme0n1/stat; }
+r0=$(reads)
+i=0
+until [ "$(dmsetup info -c --noheadings -o open ld)" -ge 2 ] && [ "$(reads)" -gt "$r0" ]; do
+    [ $i -ge 1200 ] || ! kill -0 $FIO 2>/dev/null && break
+    sleep 0.1; i=$((i + 1))
+done
+t_check "fio holds 'ld' open and reads it ($((i / 10)).$((i % 10))s after its start)" \
+    sh -c "[ \$(dmsetup info -c --noheadings -o open ld) -ge 2 ] && [ \$(awk '{ print \$1 }' /sys/block/nvme0n1/stat) -gt $r0 ]"
+r0=$(reads)
 
 sec "$CYCLES cycles"
 fails=""
@@ -67,7 +78,7 @@ echo "# failures: ${fails:-none}"
 # If fio stopped, say why (its report and errors).
 kill -0 $FIO 2>/dev/null || cat /tmp/fio.td /tmp/fio.td.err 2>/dev/null | grep -v '^ *$' | head -15 | sed 's/^/#   fio: /'
 t_eq "$CYCLES teardown cycles under fio (suspend/resume, reload, remove --force, rmmod refused, held debugfs fds)" "" "$fails"
-r1=$(awk '{ print $1 }' /sys/block/nvme0n1/stat)
+r1=$(reads)
 kill $FIO 2>/dev/null; wait $FIO 2>/dev/null
 t_check "fio kept reading through the cycles ($((r1 - r0)) reads completed on $N0)" test $((r1 - r0)) -ge $((CYCLES * 20))
 t_check "remove 'ld'" dmsetup remove ld
